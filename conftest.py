@@ -1,0 +1,79 @@
+"""Fixtures shared by every test: a per-run test database, and settings for subprocess runners."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+REPO = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    # A suffix per test session, so two suites (two developers, SQLite and PostgreSQL runs)
+    # never share a test database.
+    suffix = f"_{os.getpid()}"
+    db = django_settings.DATABASES["default"]
+    test = db.setdefault("TEST", {})
+    if db["ENGINE"].endswith("sqlite3"):
+        base = Path(test.get("NAME") or django_settings.DATA_DIR / "test.sqlite3")
+        test["NAME"] = str(base.with_name(f"{base.stem}{suffix}{base.suffix}"))
+    else:
+        test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}{suffix}"
+
+
+def database_url_for_subprocesses() -> str:
+    """A DATABASE_URL naming the database the tests use right now (the test database)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    if db["ENGINE"].endswith("postgresql"):
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    raise RuntimeError(f"no subprocess URL for {db['ENGINE']}")
+
+
+@pytest.fixture
+def run_dirs(tmp_path, settings):
+    """Private log and work folders for this test; job environments stay shared (they are a cache)."""
+    settings.JTB_LOG_DIR = tmp_path / "logs"
+    settings.JTB_WORK_DIR = tmp_path / "work"
+    return {"JTB_LOG_DIR": str(settings.JTB_LOG_DIR), "JTB_WORK_DIR": str(settings.JTB_WORK_DIR)}
+
+
+@pytest.fixture
+def subprocess_env(run_dirs, transactional_db, settings):
+    """Environment for a runner or worker started by a test: same database, folders and settings."""
+    env = dict(os.environ)
+    env.update(run_dirs)
+    env["DATABASE_URL"] = database_url_for_subprocesses()
+    env["JTB_TEMPLATE_ROOT"] = str(settings.JTB_TEMPLATE_ROOT)
+    env["JTB_ENV_ROOT"] = str(settings.JTB_ENV_ROOT)
+    env["JTB_HEARTBEAT_SECONDS"] = str(settings.JTB_HEARTBEAT_SECONDS)
+    env["JTB_KILL_GRACE_SECONDS"] = str(settings.JTB_KILL_GRACE_SECONDS)
+    env["EMAIL_BACKEND"] = "django.core.mail.backends.console.EmailBackend"
+    return env
+
+
+def service_reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip when a service is missing on a developer machine; fail under CI=true."""
+    if service_reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: tests that need it must run)")
+    pytest.skip(message)

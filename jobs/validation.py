@@ -1,0 +1,155 @@
+"""Validation of what users type into a Job, shared by the model, the admin and the API.
+
+Every function raises django.core.exceptions.ValidationError with a message a non-engineer can act
+on, and returns the normalized value.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from urllib.parse import parse_qsl, urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from packaging.requirements import InvalidRequirement, Requirement
+
+MAX_MODULES = 200
+MAX_REQUIREMENT_LENGTH = 200
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Names the runner sets itself; a job must not override them.
+RESERVED_ENV_PREFIXES = ("JTB_", "DJANGO_", "DATABASE_")
+RESERVED_ENV_NAMES = {"PATH", "PYTHONPATH", "PYTHONHOME", "LD_PRELOAD", "LD_LIBRARY_PATH"}
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def validate_python_modules(value) -> list[str]:
+    """A list of PEP 508 requirements: names, extras, version specifiers and markers only."""
+    if not isinstance(value, list):
+        raise ValidationError("Python modules must be a list of requirements, e.g. [\"requests>=2.31\"].")
+    if len(value) > MAX_MODULES:
+        raise ValidationError(f"At most {MAX_MODULES} Python modules are allowed.")
+    cleaned: list[str] = []
+    errors: list[ValidationError] = []
+    for item in value:
+        try:
+            cleaned.append(validate_requirement(item))
+        except ValidationError as exc:
+            errors.extend(exc.error_list)
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def validate_requirement(item) -> str:
+    if not isinstance(item, str):
+        raise ValidationError(f"{item!r} is not a requirement: write it as text, e.g. \"pandas==2.2.2\".")
+    text = item.strip()
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    if not text:
+        raise ValidationError("A Python module line is empty.")
+    if any(ch in text for ch in "\r\n\t\0"):
+        raise ValidationError(f"{shown!r}: a requirement must be on one line.")
+    if len(text) > MAX_REQUIREMENT_LENGTH:
+        raise ValidationError(f"{shown!r}: a requirement may be at most {MAX_REQUIREMENT_LENGTH} characters.")
+    if text.startswith("-"):
+        raise ValidationError(f"{shown!r}: pip options are not allowed; give a package name such as \"requests>=2.31\".")
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        raise ValidationError(
+            f"{shown!r} is not a valid requirement; use a name with optional extras, version and "
+            "marker, e.g. \"requests[socks]>=2.31; python_version >= '3.10'\"."
+        ) from None
+    if requirement.url:
+        raise ValidationError(f"{shown!r}: URLs and paths are not allowed; give a package name and version.")
+    return str(requirement)
+
+
+def validate_template(value) -> str:
+    """`s3://bucket/key` (optional `?versionId=`) or a path relative to the template root."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("Give a template, e.g. examples/hello.py or s3://my-bucket/jobs/report.py.")
+    text = value.strip()
+    if any(ch in text for ch in "\r\n\t\0\\"):
+        raise ValidationError("The template must be one line without backslashes.")
+    if len(text) > 1024:
+        raise ValidationError("The template may be at most 1024 characters.")
+    parts = urlsplit(text)
+    if parts.scheme == "s3":
+        return _validate_s3_template(text, parts)
+    if parts.scheme or text.startswith("//"):
+        raise ValidationError(
+            f"Unknown template scheme {parts.scheme or '//'!r}: use s3://bucket/key or a path under the template folder."
+        )
+    path = PurePosixPath(text)
+    if path.is_absolute():
+        raise ValidationError("The template path must be relative to the template folder, e.g. examples/hello.py.")
+    if ".." in path.parts:
+        raise ValidationError("The template path may not contain '..'.")
+    if path.suffix != ".py":
+        raise ValidationError("A local template must be a Python file ending in .py.")
+    return str(path)
+
+
+def _validate_s3_template(text: str, parts) -> str:
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    if not _S3_BUCKET.match(bucket):
+        raise ValidationError(f"{bucket!r} is not a valid S3 bucket name.")
+    if not key or key.endswith("/"):
+        raise ValidationError("The S3 template must name an object, e.g. s3://my-bucket/jobs/report.py.")
+    if ".." in PurePosixPath(key).parts:
+        raise ValidationError("The S3 key may not contain '..'.")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if set(query) - {"versionId"} or (parts.query and not query.get("versionId")):
+        raise ValidationError("The only option an S3 template takes is ?versionId=<version>.")
+    allowed = getattr(settings, "JTB_TEMPLATE_BUCKETS", [])
+    if allowed and bucket not in allowed:
+        raise ValidationError(f"Bucket {bucket!r} is not one templates may come from ({', '.join(allowed)}).")
+    return text
+
+
+def validate_json_object(value, *, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValidationError(f"{what} must be a JSON object, e.g. {{\"since\": \"2024-01-01\"}}.")
+    return value
+
+
+def validate_environment(value) -> dict[str, str]:
+    validate_json_object(value, what="Environment")
+    for name, item in value.items():
+        if not _ENV_NAME.match(name):
+            raise ValidationError(f"{name!r} is not a valid environment variable name (letters, digits, _).")
+        if name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
+            raise ValidationError(f"{name!r} is set by the runner and cannot be overridden.")
+        if not isinstance(item, str):
+            raise ValidationError(f"The value of {name!r} must be text.")
+        if "\0" in item or len(item) > 4096:
+            raise ValidationError(f"The value of {name!r} must be text of at most 4096 characters.")
+    return value
+
+
+def validate_tags(value) -> dict[str, str]:
+    validate_json_object(value, what="Tags")
+    if len(value) > 40:
+        raise ValidationError("At most 40 tags are allowed.")
+    for name, item in value.items():
+        if not name or len(name) > 128 or not isinstance(item, str) or len(item) > 256:
+            raise ValidationError(f"Tag {name!r}: names are 1-128 characters and values text of at most 256.")
+    return value
+
+
+def validate_notify_emails(value) -> list[str]:
+    if not isinstance(value, list):
+        raise ValidationError("Notification e-mails must be a list, e.g. [\"data-team@example.com\"].")
+    if len(value) > 50:
+        raise ValidationError("At most 50 notification e-mails are allowed.")
+    for item in value:
+        if not isinstance(item, str):
+            raise ValidationError(f"{item!r} is not an e-mail address.")
+        try:
+            validate_email(item)
+        except ValidationError:
+            raise ValidationError(f"{item!r} is not a valid e-mail address.") from None
+    return value

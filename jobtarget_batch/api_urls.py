@@ -1,0 +1,3 @@
+"""URLs of the REST API (see issue: REST API). Kept apart so the API can grow on its own."""
+
+urlpatterns: list = []

@@ -1,0 +1,215 @@
+"""Settings for JobTarget Batch, read from environment variables.
+
+With no variable set the whole system runs on one machine: SQLite under `var/`, a Celery broker
+on the local file system, the local executor and e-mail printed to the console.
+"""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+from pathlib import Path
+
+from jobtarget_batch.env import (
+    env_bool,
+    env_choice,
+    env_decimal,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+    sqlite_options,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("JTB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+
+def _secret_key() -> str:
+    configured = env_str("SECRET_KEY")
+    if configured:
+        return configured
+    # The embedded default keeps a generated key on disk so sessions survive restarts.
+    key_file = DATA_DIR / "secret_key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        key_file.write_text(key)
+        return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_celery_beat",
+    "jobs",
+    "processes",
+    "runner",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jobtarget_batch.urls"
+WSGI_APPLICATION = "jobtarget_batch.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+_database_url = env_str("DATABASE_URL")
+if _database_url:
+    DATABASES = {"default": parse_database_url(_database_url)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "db.sqlite3"),
+            "OPTIONS": sqlite_options(),
+        }
+    }
+# Tests run runners and workers as subprocesses, so the SQLite test database must be a file.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve admin assets straight from the apps, so `make run` needs no collectstatic step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- E-mail -------------------------------------------------------------------------------------
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobtarget-batch@localhost")
+
+# --- Celery -------------------------------------------------------------------------------------
+BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "jtb-control"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+# Periodic upkeep. Each entry's task is safe to run twice.
+CELERY_BEAT_SCHEDULE = {
+    "jtb-reap-lost-processes": {"task": "processes.tasks.reap_lost_processes", "schedule": 60.0},
+}
+
+# --- JobTarget Batch ----------------------------------------------------------------------------
+JTB_EXECUTOR = env_choice("JTB_EXECUTOR", "local", {"local", "aws_batch"})
+JTB_BASE_URL = env_str("JTB_BASE_URL", "http://localhost:8000").rstrip("/")
+JTB_TEMPLATE_ROOT = Path(env_str("JTB_TEMPLATE_ROOT", str(BASE_DIR / "templates"))).resolve()
+JTB_LOG_DIR = Path(env_str("JTB_LOG_DIR", str(DATA_DIR / "logs"))).resolve()
+JTB_ENV_ROOT = Path(env_str("JTB_ENV_ROOT", str(DATA_DIR / "envs"))).resolve()
+JTB_WORK_DIR = Path(env_str("JTB_WORK_DIR", str(DATA_DIR / "work"))).resolve()
+# Where uv installs job modules from; empty means uv's default (PyPI).
+JTB_PACKAGE_INDEX_URL = env_str("JTB_PACKAGE_INDEX_URL")
+# How many local runs may execute at once (the local executor's worker concurrency).
+JTB_LOCAL_SLOTS = env_int("JTB_LOCAL_SLOTS", 4, minimum=1)
+JTB_LOCAL_QUEUE = env_str("JTB_LOCAL_QUEUE", "jtb-local")
+# Seconds a runner waits after SIGTERM before the tree is killed.
+JTB_KILL_GRACE_SECONDS = env_int("JTB_KILL_GRACE_SECONDS", 10, minimum=1)
+JTB_HEARTBEAT_SECONDS = env_int("JTB_HEARTBEAT_SECONDS", 15, minimum=1)
+# A running process whose heartbeat is older than this is "runner lost".
+JTB_HEARTBEAT_TIMEOUT_SECONDS = env_int("JTB_HEARTBEAT_TIMEOUT_SECONDS", 120, minimum=5)
+
+JTB_DEFAULT_VCPUS = env_decimal("JTB_DEFAULT_VCPUS", Decimal("1"))
+JTB_DEFAULT_MEMORY_MIB = env_int("JTB_DEFAULT_MEMORY_MIB", 2048, minimum=6)
+JTB_DEFAULT_TIMEOUT_SECONDS = env_int("JTB_DEFAULT_TIMEOUT_SECONDS", 3600, minimum=1)
+
+# --- AWS ----------------------------------------------------------------------------------------
+AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
+# Point every AWS client at another endpoint (tests use a moto server on loopback).
+AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL")
+# S3 buckets templates may come from; empty means any.
+JTB_TEMPLATE_BUCKETS = env_list("JTB_TEMPLATE_BUCKETS", [])
+
+# --- REST API -----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "JobTarget Batch API",
+    "DESCRIPTION": "Define, run and monitor Python batch jobs.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

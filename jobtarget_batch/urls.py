@@ -1,0 +1,11 @@
+"""Top-level URLs: the admin at /admin/ (and /), the REST API under /api/."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("api/", include("jobtarget_batch.api_urls")),
+]

@@ -1,0 +1,147 @@
+"""What ran: a Process is one run of a job, a Task one named step inside it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from jobs.models import Job, Schedule
+
+
+class ProcessStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SUBMITTED = "submitted", "Submitted"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (ProcessStatus.QUEUED, ProcessStatus.SUBMITTED, ProcessStatus.RUNNING)
+FINISHED_STATUSES = (ProcessStatus.SUCCEEDED, ProcessStatus.FAILED, ProcessStatus.CANCELLED)
+
+
+class Trigger(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    API = "api", "API"
+    SCHEDULE = "schedule", "Schedule"
+    RERUN = "rerun", "Rerun"
+
+
+class Process(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="processes", verbose_name="job")
+    status = models.CharField(
+        "status", max_length=10, choices=ProcessStatus.choices, default=ProcessStatus.QUEUED
+    )
+    # True while a `queue`-policy run waits for the job's active run to end; it is not yet
+    # handed to an executor.
+    held = models.BooleanField(
+        "waiting for the active run", default=False,
+        help_text="Queued behind another run of the same job; starts when that run ends.",
+    )
+    trigger = models.CharField("trigger", max_length=10, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", verbose_name="triggered by",
+    )
+    schedule = models.ForeignKey(
+        Schedule, null=True, blank=True, on_delete=models.SET_NULL, related_name="processes",
+        verbose_name="schedule",
+    )
+    scheduled_for = models.DateTimeField("scheduled for", null=True, blank=True)
+    parameters = models.JSONField("parameters", default=dict, blank=True)
+    # What the run used, frozen at start so editing the job later does not rewrite history:
+    # template, python_modules, vcpus, memory_mib, gpus, timeout_seconds, retry_attempts,
+    # environment, queue.
+    snapshot = models.JSONField("job settings used", default=dict)
+    executor = models.CharField("executor", max_length=20, blank=True)
+    external_id = models.CharField("executor id", max_length=255, blank=True)
+    # The executor's own words on the run, e.g. the AWS Batch state and status reason.
+    executor_state = models.CharField("executor state", max_length=40, blank=True)
+    executor_status_reason = models.TextField("executor status", blank=True)
+    executor_details = models.JSONField("executor details", default=dict, blank=True)
+    attempt = models.PositiveSmallIntegerField("attempt", default=1)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    submitted_at = models.DateTimeField("submitted", null=True, blank=True)
+    started_at = models.DateTimeField("started", null=True, blank=True)
+    finished_at = models.DateTimeField("finished", null=True, blank=True)
+    heartbeat_at = models.DateTimeField("last heartbeat", null=True, blank=True)
+    cancel_requested_at = models.DateTimeField("cancel requested", null=True, blank=True)
+    exit_code = models.IntegerField("exit code", null=True, blank=True)
+    failure_reason = models.TextField("failure reason", blank=True)
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns",
+        verbose_name="rerun of",
+    )
+
+    class Meta:
+        verbose_name = "process"
+        verbose_name_plural = "processes"
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(name="process_status_valid", condition=Q(status__in=ProcessStatus.values)),
+            models.CheckConstraint(name="process_trigger_valid", condition=Q(trigger__in=Trigger.values)),
+            # One run per schedule tick, whoever fires it and however often.
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_for"], name="process_one_run_per_schedule_tick",
+                condition=Q(schedule__isnull=False, scheduled_for__isnull=False),
+            ),
+        ]
+        indexes = [
+            # Concurrency policy and "recent runs of a job": WHERE job_id = ? AND status IN (...).
+            models.Index(fields=["job", "status"], name="process_job_status_idx"),
+            # Admin and API lists filtered by status, newest first.
+            models.Index(fields=["status", "-id"], name="process_status_id_idx"),
+            # Filters by creation date (admin date hierarchy, API created_after/before).
+            models.Index(fields=["created_at"], name="process_created_idx"),
+            # The reaper: WHERE status = 'running' AND heartbeat_at < ?.
+            models.Index(fields=["status", "heartbeat_at"], name="process_status_heartbeat_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.job.name if self.job_id else ''}".strip()
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class TaskStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Task(models.Model):
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="tasks", verbose_name="process")
+    name = models.CharField("name", max_length=200)
+    sequence = models.PositiveIntegerField("step")
+    status = models.CharField("status", max_length=10, choices=TaskStatus.choices, default=TaskStatus.RUNNING)
+    started_at = models.DateTimeField("started")
+    finished_at = models.DateTimeField("finished", null=True, blank=True)
+    error = models.TextField("error", blank=True)
+    traceback = models.TextField("traceback", blank=True)
+
+    class Meta:
+        ordering = ["process_id", "sequence"]
+        constraints = [
+            models.CheckConstraint(name="task_status_valid", condition=Q(status__in=TaskStatus.values)),
+            # A status write retried after a lost connection must not add the step twice.
+            models.UniqueConstraint(fields=["process", "sequence"], name="task_one_row_per_step"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sequence}. {self.name}"
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None

@@ -1,0 +1,372 @@
+"""Every state change of a run: start, dispatch, run, finish, cancel, rerun.
+
+The admin, the API, Celery tasks, schedules and the runner all call these functions, so each rule
+(concurrency policy, forward-only status, one notification per failure) lives in one place.
+Status moves are claimed with a conditional UPDATE that must touch exactly one row, so two
+workers, a redelivered message or a late runner can never move a run backwards or twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from jobs.models import ConcurrencyPolicy, Job, Schedule
+from jobs.validation import validate_json_object
+from processes.models import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    Process,
+    ProcessStatus,
+    Task,
+    TaskStatus,
+    Trigger,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_PARAMETERS_BYTES = 64 * 1024
+# Dispatch messages carry this many process ids each, so a bulk run of 1,000 sends 20 messages.
+DISPATCH_CHUNK = 50
+
+
+class ProcessRefused(Exception):
+    """A run cannot be started or changed in the state things are in (HTTP 409 in the API)."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    job: Job
+    parameters: dict | None = None
+
+
+def job_snapshot(job: Job) -> dict:
+    """The job settings a run uses, frozen into the Process."""
+    return {
+        "template": job.template,
+        "python_modules": list(job.python_modules),
+        "vcpus": str(job.vcpus),
+        "memory_mib": job.memory_mib,
+        "gpus": job.gpus,
+        "timeout_seconds": job.timeout_seconds,
+        "retry_attempts": job.retry_attempts,
+        "environment": dict(job.environment),
+        "queue": job.queue,
+    }
+
+
+def validate_run_parameters(parameters) -> dict:
+    if parameters is None:
+        return {}
+    validate_json_object(parameters, what="Parameters")
+    try:
+        size = len(json.dumps(parameters))
+    except (TypeError, ValueError):
+        raise ValidationError("Parameters must be plain JSON values.") from None
+    if size > MAX_PARAMETERS_BYTES:
+        raise ValidationError(f"Parameters may be at most {MAX_PARAMETERS_BYTES // 1024} KiB of JSON.")
+    return parameters
+
+
+def process_start(
+    *,
+    job: Job,
+    trigger: str,
+    user=None,
+    parameters: dict | None = None,
+    rerun_of: Process | None = None,
+    schedule: Schedule | None = None,
+    scheduled_for: datetime | None = None,
+) -> Process:
+    """Create a run of `job` and queue it for its executor once the transaction commits.
+
+    Raises ProcessRefused when the job is disabled or its `skip` policy finds an active run, and
+    ValidationError for bad parameters. With `schedule` and `scheduled_for`, a second call for
+    the same tick returns the run the first one created instead of starting another.
+    """
+    parameters = validate_run_parameters(parameters)
+    return process_start_many(
+        requests=[RunRequest(job=job, parameters=parameters)], trigger=trigger, user=user,
+        rerun_of=rerun_of, schedule=schedule, scheduled_for=scheduled_for,
+    )[0]
+
+
+def process_start_many(
+    *,
+    requests: Sequence[RunRequest],
+    trigger: str,
+    user=None,
+    rerun_of: Process | None = None,
+    schedule: Schedule | None = None,
+    scheduled_for: datetime | None = None,
+) -> list[Process]:
+    """Start several runs at once, all or none: the bulk path of the API.
+
+    Validation errors name the index of each bad request. Rows are written with one INSERT and
+    dispatch messages go out in chunks after commit.
+    """
+    if trigger not in Trigger.values:
+        raise ValidationError(f"Unknown trigger {trigger!r}.")
+    errors: dict[int, list[str]] = {}
+    cleaned: list[dict] = []
+    for index, request in enumerate(requests):
+        try:
+            cleaned.append(validate_run_parameters(request.parameters))
+        except ValidationError as exc:
+            errors[index] = exc.messages
+    if errors:
+        raise ValidationError({str(index): messages for index, messages in errors.items()})
+
+    try:
+        with transaction.atomic():
+            processes = _create_processes(
+                requests, cleaned, trigger=trigger, user=user, rerun_of=rerun_of,
+                schedule=schedule, scheduled_for=scheduled_for,
+            )
+    except IntegrityError:
+        if schedule is None or scheduled_for is None:
+            raise
+        # Another beat, a redelivered message or the repeated DST hour got there first.
+        return [Process.objects.get(schedule=schedule, scheduled_for=scheduled_for)]
+    to_dispatch = [process.pk for process in processes if not process.held]
+    transaction.on_commit(lambda: processes_enqueue(process_ids=to_dispatch))
+    return processes
+
+
+def _create_processes(requests, cleaned, *, trigger, user, rerun_of, schedule, scheduled_for) -> list[Process]:
+    # Lock the jobs (in id order, so two bulk calls cannot deadlock) so that two starts of a
+    # `skip` or `queue` job cannot both see "nothing active".
+    job_ids = sorted({request.job.pk for request in requests})
+    jobs = {job.pk: job for job in Job.objects.select_for_update().filter(pk__in=job_ids).order_by("pk")}
+    guarded = [pk for pk, job in jobs.items() if job.concurrency_policy != ConcurrencyPolicy.ALLOW]
+    active_jobs = set(
+        Process.objects.filter(job_id__in=guarded, status__in=ACTIVE_STATUSES)
+        .values_list("job_id", flat=True).distinct()
+    ) if guarded else set()
+
+    user = user if getattr(user, "is_authenticated", False) else None
+    refusals: dict[int, str] = {}
+    processes: list[Process] = []
+    now = timezone.now()
+    for index, (request, parameters) in enumerate(zip(requests, cleaned)):
+        job = jobs.get(request.job.pk)
+        if job is None:
+            refusals[index] = f"Job {request.job.pk} no longer exists."
+            continue
+        if not job.enabled:
+            refusals[index] = f"Job {job.name!r} is disabled; enable it to run it."
+            continue
+        held = False
+        if job.pk in active_jobs:
+            if job.concurrency_policy == ConcurrencyPolicy.SKIP:
+                refusals[index] = f"Job {job.name!r} already has an active run and its policy is to skip."
+                continue
+            held = True
+        if job.concurrency_policy != ConcurrencyPolicy.ALLOW:
+            active_jobs.add(job.pk)
+        processes.append(
+            Process(
+                job=job, status=ProcessStatus.QUEUED, held=held, trigger=trigger, triggered_by=user,
+                parameters={**job.parameters, **parameters}, snapshot=job_snapshot(job),
+                rerun_of=rerun_of, schedule=schedule, scheduled_for=scheduled_for, created_at=now,
+            )
+        )
+    if refusals:
+        if len(requests) == 1:
+            raise ProcessRefused(next(iter(refusals.values())), code="refused")
+        raise ProcessRefused(
+            "; ".join(f"run {index}: {reason}" for index, reason in refusals.items()), code="refused"
+        )
+    if len(processes) == 1:
+        processes[0].save()
+        return processes
+    created = Process.objects.bulk_create(processes)
+    if any(process.pk is None for process in created):
+        # Backends that cannot return ids from a bulk insert (SQL Server): insert one by one.
+        for process in processes:
+            process.pk = None
+            process.save()
+        return processes
+    return created
+
+
+def processes_enqueue(*, process_ids: Iterable[int]) -> None:
+    """Send dispatch messages for runs already committed as queued."""
+    from processes.tasks import dispatch_processes
+
+    ids = list(process_ids)
+    for start in range(0, len(ids), DISPATCH_CHUNK):
+        dispatch_processes.delay(ids[start : start + DISPATCH_CHUNK])
+
+
+def process_dispatch(*, process_id: int) -> None:
+    """Hand a queued run to the executor in settings. Safe to call twice for the same run."""
+    from runner.executors import get_executor
+
+    process = Process.objects.select_related("job").filter(pk=process_id).first()
+    if process is None or process.status != ProcessStatus.QUEUED or process.held:
+        return
+    get_executor().submit(process)
+
+
+def process_claim(*, process_id: int, to_status: str, from_statuses: Sequence[str], **fields) -> bool:
+    """Move a run from one of `from_statuses` to `to_status`; False when someone else already did."""
+    updated = Process.objects.filter(pk=process_id, status__in=list(from_statuses)).update(
+        status=to_status, **fields
+    )
+    return updated == 1
+
+
+def process_mark_submitted(*, process_id: int, executor: str, external_id: str = "") -> bool:
+    return process_claim(
+        process_id=process_id, to_status=ProcessStatus.SUBMITTED, from_statuses=[ProcessStatus.QUEUED],
+        executor=executor, external_id=external_id, submitted_at=timezone.now(),
+    )
+
+
+def process_mark_running(*, process_id: int) -> bool:
+    """The runner has started: claim the run so that a second runner for it stops at once."""
+    now = timezone.now()
+    return process_claim(
+        process_id=process_id, to_status=ProcessStatus.RUNNING,
+        from_statuses=[ProcessStatus.QUEUED, ProcessStatus.SUBMITTED],
+        started_at=now, heartbeat_at=now,
+    )
+
+
+def process_heartbeat(*, process_id: int) -> bool:
+    return Process.objects.filter(pk=process_id, status=ProcessStatus.RUNNING).update(
+        heartbeat_at=timezone.now()
+    ) == 1
+
+
+def process_finish(
+    *, process_id: int, status: str, failure_reason: str = "", exit_code: int | None = None, **fields
+) -> bool:
+    """Record how a run ended. Only the first call for a run counts; later ones return False.
+
+    Tasks still marked running are closed as failed with the same reason, a failure notifies
+    the job's e-mails, and a run of a `queue` job waiting behind this one is released.
+    """
+    if status not in FINISHED_STATUSES:
+        raise ValueError(f"{status!r} is not a final status")
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = process_claim(
+            process_id=process_id, to_status=status, from_statuses=ACTIVE_STATUSES,
+            finished_at=now, failure_reason=failure_reason[:10_000], exit_code=exit_code, held=False, **fields,
+        )
+        if not claimed:
+            return False
+        Task.objects.filter(process_id=process_id, status=TaskStatus.RUNNING).update(
+            status=TaskStatus.FAILED, finished_at=now,
+            error=failure_reason[:10_000] or "The run ended before this task finished.",
+        )
+        job_id = Process.objects.filter(pk=process_id).values_list("job_id", flat=True).get()
+    if status == ProcessStatus.FAILED:
+        from processes.notifications import process_failure_notify
+
+        transaction.on_commit(lambda: process_failure_notify(process_id=process_id))
+    transaction.on_commit(lambda: process_release_next(job_id=job_id))
+    return True
+
+
+def process_release_next(*, job_id: int) -> Process | None:
+    """Start the oldest run of a `queue` job that waits, if no other run of the job is active."""
+    with transaction.atomic():
+        Job.objects.select_for_update().filter(pk=job_id).first()
+        if Process.objects.filter(job_id=job_id, status__in=ACTIVE_STATUSES, held=False).exists():
+            return None
+        waiting = Process.objects.filter(job_id=job_id, status=ProcessStatus.QUEUED, held=True).order_by("pk").first()
+        if waiting is None:
+            return None
+        Process.objects.filter(pk=waiting.pk, held=True).update(held=False)
+        transaction.on_commit(lambda: processes_enqueue(process_ids=[waiting.pk]))
+        return waiting
+
+
+def process_cancel(*, process: Process, user=None) -> Process:
+    """Cancel a run: at once when no executor has it yet, else ask the executor to stop it."""
+    from runner.executors import get_executor
+
+    who = f" by {user.get_username()}" if user is not None and user.is_authenticated else ""
+    if process.status in FINISHED_STATUSES:
+        raise ProcessRefused(f"Process {process.pk} already {process.status}; there is nothing to cancel.", code="finished")
+    if process.status == ProcessStatus.QUEUED and process_finish(
+        process_id=process.pk, status=ProcessStatus.CANCELLED, failure_reason=f"Cancelled{who} before it started.",
+        cancel_requested_at=timezone.now(),
+    ):
+        process.refresh_from_db()
+        return process
+    updated = Process.objects.filter(pk=process.pk, status__in=ACTIVE_STATUSES).update(
+        cancel_requested_at=timezone.now(), failure_reason=f"Cancelled{who}."
+    )
+    if not updated:
+        process.refresh_from_db()
+        raise ProcessRefused(f"Process {process.pk} already {process.status}; there is nothing to cancel.", code="finished")
+    process.refresh_from_db()
+    executor = get_executor(process.executor or None)
+    transaction.on_commit(lambda: executor.cancel(process))
+    return process
+
+
+def process_rerun(*, process: Process, user=None, trigger: str = Trigger.RERUN) -> Process:
+    """Start a new run of a failed or cancelled one, with the same parameters, linked by rerun_of."""
+    if process.status not in (ProcessStatus.FAILED, ProcessStatus.CANCELLED):
+        raise ProcessRefused(
+            f"Only failed or cancelled processes can be rerun; process {process.pk} is {process.status}.",
+            code="not_rerunnable",
+        )
+    return process_start(
+        job=process.job, trigger=Trigger.RERUN, user=user, parameters=process.parameters, rerun_of=process
+    )
+
+
+def task_start(*, process_id: int, sequence: int, name: str) -> Task:
+    """Record that a step began. Retried writes find the row already there."""
+    task, _ = Task.objects.get_or_create(
+        process_id=process_id, sequence=sequence,
+        defaults={"name": name[:200], "status": TaskStatus.RUNNING, "started_at": timezone.now()},
+    )
+    return task
+
+
+def task_finish(*, process_id: int, sequence: int, status: str, error: str = "", traceback: str = "") -> bool:
+    return Task.objects.filter(process_id=process_id, sequence=sequence, status=TaskStatus.RUNNING).update(
+        status=status, finished_at=timezone.now(), error=error[:10_000], traceback=traceback[:100_000]
+    ) == 1
+
+
+def processes_reap_lost(*, older_than_seconds: int) -> list[int]:
+    """Fail running runs whose runner stopped beating, after the executor confirms it is gone."""
+    from runner.executors import get_executor
+
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    stale = list(
+        Process.objects.filter(status=ProcessStatus.RUNNING, heartbeat_at__lt=cutoff).only(
+            "pk", "executor", "external_id", "heartbeat_at", "job_id", "status"
+        )[:500]
+    )
+    reaped = []
+    for process in stale:
+        if get_executor(process.executor or None).is_alive(process):
+            continue
+        last = timezone.localtime(process.heartbeat_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+        if process_finish(
+            process_id=process.pk, status=ProcessStatus.FAILED,
+            failure_reason=f"Runner lost: no heartbeat since {last}.",
+        ):
+            reaped.append(process.pk)
+    return reaped

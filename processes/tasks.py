@@ -1,0 +1,19 @@
+"""Celery tasks for runs. Thin: each takes ids and calls a service; each is safe to run twice."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from processes import services
+
+
+@shared_task(name="processes.tasks.dispatch_processes")
+def dispatch_processes(process_ids: list[int]) -> None:
+    for process_id in process_ids:
+        services.process_dispatch(process_id=process_id)
+
+
+@shared_task(name="processes.tasks.reap_lost_processes")
+def reap_lost_processes() -> list[int]:
+    return services.processes_reap_lost(older_than_seconds=settings.JTB_HEARTBEAT_TIMEOUT_SECONDS)

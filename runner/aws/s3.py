@@ -1,0 +1,50 @@
+"""S3: templates are read from (and uploaded to) buckets here."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runner.aws.client import aws_client
+
+
+class S3ObjectError(Exception):
+    """An S3 object could not be read; the message is meant for the person who set up the job."""
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str, str | None]:
+    parts = urlsplit(uri)
+    version = dict(parse_qsl(parts.query)).get("versionId")
+    return parts.netloc, parts.path.lstrip("/"), version
+
+
+def s3_read_text(uri: str) -> str:
+    bucket, key, version = parse_s3_uri(uri)
+    kwargs = {"Bucket": bucket, "Key": key}
+    if version:
+        kwargs["VersionId"] = version
+    try:
+        body = aws_client("s3").get_object(**kwargs)["Body"].read()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404", "NoSuchVersion", "InvalidArgument"):
+            raise S3ObjectError(f"{uri} does not exist (or that version does not).") from None
+        if code == "NoSuchBucket":
+            raise S3ObjectError(f"The bucket of {uri} does not exist.") from None
+        if code in ("AccessDenied", "403", "AllAccessDisabled"):
+            raise S3ObjectError(f"Access to {uri} was denied; check the job role's S3 permissions.") from None
+        raise S3ObjectError(f"{uri} could not be read: {code or exc}") from None
+    except BotoCoreError as exc:
+        raise S3ObjectError(f"{uri} could not be read: {exc}") from None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise S3ObjectError(f"{uri} is not UTF-8 text.") from None
+
+
+def s3_write_text(uri: str, text: str) -> str | None:
+    """Store a template; returns the new version id when the bucket is versioned."""
+    bucket, key, _ = parse_s3_uri(uri)
+    answer = aws_client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+    return answer.get("VersionId")

@@ -1,0 +1,93 @@
+"""The local executor's side of a run: start the runner subprocess, watch it, stop it on cancel.
+
+The runner records its own progress. This watcher only steps in when the runner could not: it was
+killed, crashed, or ran far past its timeout — so a run never stays `running` after its runner died.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from processes import services
+from processes.models import Process, ProcessStatus
+from runner import proctree
+from runner.executors.local import local_log_path
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+# On top of the job's timeout: the runner enforces the timeout itself; this is the backstop.
+BACKSTOP_EXTRA_SECONDS = 60
+
+
+def runner_command(process_id: int) -> list[str]:
+    return [sys.executable, str(settings.BASE_DIR / "manage.py"), "run_process", str(process_id)]
+
+
+def local_run(*, process_id: int) -> None:
+    if not services.process_mark_submitted(process_id=process_id, executor="local"):
+        return  # cancelled, or another worker has it
+    process = Process.objects.get(pk=process_id)
+    log_path = local_log_path(process_id)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        runner = subprocess.Popen(
+            runner_command(process_id), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=settings.BASE_DIR, env=os.environ.copy(), start_new_session=True,
+        )
+    Process.objects.filter(pk=process_id).update(external_id=f"pid:{runner.pid}")
+    close_old_connections()
+    returncode = _watch(process, runner)
+    _record_if_runner_did_not(process_id, returncode)
+
+
+def _watch(process: Process, runner: subprocess.Popen) -> int:
+    timeout = int(process.snapshot.get("timeout_seconds") or settings.JTB_DEFAULT_TIMEOUT_SECONDS)
+    deadline = time.monotonic() + timeout + settings.JTB_KILL_GRACE_SECONDS + BACKSTOP_EXTRA_SECONDS
+    stopping_since = None
+    while True:
+        try:
+            return runner.wait(timeout=POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+        if stopping_since is None and (_cancel_requested(process.pk) or time.monotonic() > deadline):
+            # The runner records `cancelled` itself on SIGTERM; the tree is killed after the grace.
+            stopping_since = time.monotonic()
+            runner.send_signal(signal.SIGTERM)
+        elif stopping_since is not None and time.monotonic() - stopping_since > settings.JTB_KILL_GRACE_SECONDS:
+            proctree.kill_tree(runner.pid)
+
+
+def _cancel_requested(process_id: int) -> bool:
+    try:
+        return Process.objects.filter(pk=process_id, cancel_requested_at__isnull=False).exists()
+    finally:
+        close_old_connections()
+
+
+def _record_if_runner_did_not(process_id: int, returncode: int) -> None:
+    process = Process.objects.get(pk=process_id)
+    if process.status not in (ProcessStatus.QUEUED, ProcessStatus.SUBMITTED, ProcessStatus.RUNNING):
+        return
+    if process.cancel_requested_at:
+        services.process_finish(
+            process_id=process_id, status=ProcessStatus.CANCELLED,
+            failure_reason=process.failure_reason or "Cancelled.", exit_code=returncode,
+        )
+        return
+    if returncode < 0:
+        reason = f"The runner was killed by {signal.Signals(-returncode).name} before it recorded a result."
+    else:
+        reason = f"The runner exited with code {returncode} before it recorded a result."
+    logger.warning("Process %s: %s", process_id, reason)
+    services.process_finish(
+        process_id=process_id, status=ProcessStatus.FAILED, failure_reason=reason, exit_code=returncode
+    )

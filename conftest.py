@@ -77,3 +77,29 @@ def require_service(name: str, host: str, port: int) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message + " (CI=true: tests that need it must run)")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def moto_session(tmp_path_factory):
+    from tests.moto import start_moto
+
+    server = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto_server(moto_session, settings, monkeypatch):
+    """A clean moto server that every AWS client of the code under test talks to."""
+    from runner.aws.client import aws_clients_reset
+    from tests.moto import FAKE_CREDENTIALS
+
+    moto_session.reset()
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_session.url)
+    settings.AWS_ENDPOINT_URL = moto_session.url
+    settings.AWS_REGION = FAKE_CREDENTIALS["AWS_REGION"]
+    aws_clients_reset()
+    yield moto_session
+    aws_clients_reset()

@@ -1,0 +1,20 @@
+"""Reads about runs that are more than a one-line filter."""
+
+from __future__ import annotations
+
+from processes.models import Process
+from runner.executors import LogChunk, get_executor
+
+DEFAULT_LOG_LIMIT = 1_000_000
+
+
+def process_log_read(*, process: Process, offset: int = 0, limit: int = DEFAULT_LOG_LIMIT) -> LogChunk:
+    """The run's log from byte `offset` on (local file, or the executor's store such as CloudWatch)."""
+    executor = get_executor(process.executor or None)
+    return executor.read_log(process, max(offset, 0), limit)
+
+
+def process_log_tail(*, process: Process, max_bytes: int = 20_000) -> str:
+    """The last `max_bytes` of the log, for the admin page."""
+    text = process_log_read(process=process, offset=0, limit=10_000_000).text
+    return text[-max_bytes:] if len(text) > max_bytes else text

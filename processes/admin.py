@@ -1,0 +1,181 @@
+"""Admin for runs: filter the history, open a process to see its tasks, reason and log; rerun or cancel."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from jobtarget_batch.admin_tools import CappedCountPaginator, format_duration
+from jobs.models import Job
+from processes.models import Process, ProcessStatus, Task
+from processes.selectors import process_log_tail
+from processes.services import ProcessRefused, process_cancel, process_rerun
+
+STATUS_COLOURS = {
+    ProcessStatus.QUEUED: "#777",
+    ProcessStatus.SUBMITTED: "#777",
+    ProcessStatus.RUNNING: "#1f6feb",
+    ProcessStatus.SUCCEEDED: "#1a7f37",
+    ProcessStatus.FAILED: "#cf222e",
+    ProcessStatus.CANCELLED: "#9a6700",
+}
+
+
+def status_badge(status: str, label: str):
+    return format_html('<strong style="color:{}">{}</strong>', STATUS_COLOURS.get(status, "#000"), label)
+
+
+class JobFilter(admin.SimpleListFilter):
+    """Filter by job, listing jobs from the small jobs table rather than scanning processes."""
+
+    title = "job"
+    parameter_name = "job"
+
+    def lookups(self, request, model_admin):
+        return list(Job.objects.order_by("name").values_list("pk", "name")[:500])
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(job_id=self.value())
+        return queryset
+
+
+class TaskInline(admin.TabularInline):
+    model = Task
+    extra = 0
+    can_delete = False
+    fields = ["sequence", "name", "status_badge", "started_at", "finished_at", "task_duration", "error", "traceback_text"]
+    readonly_fields = fields
+    ordering = ["sequence"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="status")
+    def status_badge(self, task: Task):
+        return status_badge(task.status, task.get_status_display())
+
+    @admin.display(description="duration")
+    def task_duration(self, task: Task) -> str:
+        return format_duration(task.duration)
+
+    @admin.display(description="traceback")
+    def traceback_text(self, task: Task):
+        if not task.traceback:
+            return "—"
+        return format_html("<details><summary>show</summary><pre style=\"white-space:pre-wrap\">{}</pre></details>", task.traceback)
+
+
+@admin.register(Process)
+class ProcessAdmin(admin.ModelAdmin):
+    list_display = ["id", "job", "status_badge", "trigger", "triggered_by", "created_at", "started_at",
+                    "run_duration", "short_reason"]
+    list_display_links = ["id"]
+    list_filter = ["status", JobFilter, "trigger", ("created_at", admin.DateFieldListFilter)]
+    list_select_related = ["job", "triggered_by"]
+    list_per_page = 50
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    search_fields = ["=id", "external_id"]
+    date_hierarchy = None
+    inlines = [TaskInline]
+    actions = ["rerun", "cancel"]
+    fieldsets = [
+        (None, {"fields": ["job", "status_badge", "failure_reason", "trigger", "triggered_by", "parameters", "rerun_of"]}),
+        ("Times", {"fields": ["created_at", "submitted_at", "started_at", "finished_at", "run_duration", "heartbeat_at"]}),
+        ("Execution", {"fields": ["executor", "external_id", "executor_state", "executor_status_reason", "attempt",
+                                  "exit_code", "schedule", "scheduled_for", "snapshot"]}),
+        ("Log", {"fields": ["log_tail"]}),
+    ]
+    readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Everything on a process is recorded by the system; the page is for reading and actions.
+        return False
+
+    def has_run_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("jobs.run_job")
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, process: Process):
+        label = process.get_status_display()
+        if process.held:
+            label += " (waiting for the active run)"
+        return status_badge(process.status, label)
+
+    @admin.display(description="duration")
+    def run_duration(self, process: Process) -> str:
+        return format_duration(process.duration)
+
+    @admin.display(description="reason")
+    def short_reason(self, process: Process) -> str:
+        reason = process.failure_reason
+        return reason if len(reason) <= 80 else reason[:77] + "…"
+
+    @admin.display(description="log (last 20 kB)")
+    def log_tail(self, process: Process):
+        try:
+            text = process_log_tail(process=process)
+        except Exception as exc:  # the log store (CloudWatch) may be unreachable; the page must still load
+            text = f"The log could not be read: {exc}"
+        return format_html(
+            '<pre id="process-log" style="white-space:pre-wrap;max-height:40em;overflow:auto">{}</pre>',
+            text or "(no output yet)",
+        )
+
+    @admin.action(description="Rerun selected failed or cancelled processes", permissions=["run"])
+    def rerun(self, request, queryset):
+        started, refused = [], []
+        for process in queryset.select_related("job"):
+            try:
+                started.append(process_rerun(process=process, user=request.user).pk)
+            except ProcessRefused as exc:
+                refused.append(exc.message)
+        if started:
+            self.message_user(
+                request, f"Started {len(started)} rerun(s): " + ", ".join(f"#{pk}" for pk in started), messages.SUCCESS
+            )
+        for reason in refused:
+            self.message_user(request, reason, messages.WARNING)
+
+    @admin.action(description="Cancel selected queued or running processes", permissions=["run"])
+    def cancel(self, request, queryset):
+        cancelled, refused = 0, []
+        for process in queryset.select_related("job"):
+            try:
+                process_cancel(process=process, user=request.user)
+                cancelled += 1
+            except ProcessRefused as exc:
+                refused.append(exc.message)
+        if cancelled:
+            self.message_user(request, f"Asked {cancelled} process(es) to stop.", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, reason, messages.WARNING)
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ["id", "process", "sequence", "name", "status", "started_at", "task_duration"]
+    list_filter = ["status"]
+    list_select_related = ["process", "process__job"]
+    raw_id_fields = ["process"]
+    search_fields = ["name", "=process__id"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    readonly_fields = ["process", "name", "sequence", "status", "started_at", "finished_at", "error", "traceback"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="duration")
+    def task_duration(self, task: Task) -> str:
+        return format_duration(task.duration)

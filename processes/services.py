@@ -253,7 +253,13 @@ def process_heartbeat(*, process_id: int) -> bool:
 
 
 def process_finish(
-    *, process_id: int, status: str, failure_reason: str = "", exit_code: int | None = None, **fields
+    *,
+    process_id: int,
+    status: str,
+    failure_reason: str = "",
+    exit_code: int | None = None,
+    from_statuses: Sequence[str] = ACTIVE_STATUSES,
+    **fields,
 ) -> bool:
     """Record how a run ended. Only the first call for a run counts; later ones return False.
 
@@ -265,7 +271,7 @@ def process_finish(
     now = timezone.now()
     with transaction.atomic():
         claimed = process_claim(
-            process_id=process_id, to_status=status, from_statuses=ACTIVE_STATUSES,
+            process_id=process_id, to_status=status, from_statuses=from_statuses,
             finished_at=now, failure_reason=failure_reason[:10_000], exit_code=exit_code, held=False, **fields,
         )
         if not claimed:
@@ -304,9 +310,10 @@ def process_cancel(*, process: Process, user=None) -> Process:
     who = f" by {user.get_username()}" if user is not None and user.is_authenticated else ""
     if process.status in FINISHED_STATUSES:
         raise ProcessRefused(f"Process {process.pk} already {process.status}; there is nothing to cancel.", code="finished")
-    if process.status == ProcessStatus.QUEUED and process_finish(
+    # Only a run no executor has claimed yet ends at once; the claim decides, not our copy.
+    if process_finish(
         process_id=process.pk, status=ProcessStatus.CANCELLED, failure_reason=f"Cancelled{who} before it started.",
-        cancel_requested_at=timezone.now(),
+        from_statuses=[ProcessStatus.QUEUED], cancel_requested_at=timezone.now(),
     ):
         process.refresh_from_db()
         return process

@@ -7,8 +7,11 @@ on the local file system, the local executor and e-mail printed to the console.
 from __future__ import annotations
 
 import secrets
+import sys
 from decimal import Decimal
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from jobtarget_batch.env import (
     env_bool,
@@ -141,7 +144,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobtarget-batch@localhost")
 
 # --- Celery -------------------------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# Under pytest, dispatch messages stay in memory unless a test starts a broker and worker itself.
+_UNDER_PYTEST = "pytest" in sys.modules
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://" if _UNDER_PYTEST else "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
@@ -189,6 +194,63 @@ AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
 AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL")
 # S3 buckets templates may come from; empty means any.
 JTB_TEMPLATE_BUCKETS = env_list("JTB_TEMPLATE_BUCKETS", [])
+
+# --- AWS Batch ----------------------------------------------------------------------------------
+# Used when JTB_EXECUTOR=aws_batch (docs/aws.md). A job's own `queue` overrides the default queue.
+JTB_BATCH_JOB_QUEUE = env_str("JTB_BATCH_JOB_QUEUE", "jtb-default")
+# The runner's job definition (`manage.py batch_sync` registers it); Fargate queues use
+# "<name>-fargate".
+JTB_BATCH_JOB_DEFINITION = env_str("JTB_BATCH_JOB_DEFINITION", "jtb-runner")
+# Platforms batch_sync registers a definition for: EC2, FARGATE or both.
+JTB_BATCH_PLATFORMS = env_list("JTB_BATCH_PLATFORMS", ["EC2", "FARGATE"])
+# Job queues whose compute environments are Fargate (their jobs use the -fargate definition).
+JTB_BATCH_FARGATE_QUEUES = env_list("JTB_BATCH_FARGATE_QUEUES", [])
+JTB_BATCH_IMAGE = env_str("JTB_BATCH_IMAGE", "jobtarget-batch:latest")
+# Role the runner's code assumes (S3 templates, CloudWatch); and the role ECS uses to pull the
+# image and read the secrets below.
+JTB_BATCH_JOB_ROLE_ARN = env_str("JTB_BATCH_JOB_ROLE_ARN")
+JTB_BATCH_EXECUTION_ROLE_ARN = env_str("JTB_BATCH_EXECUTION_ROLE_ARN")
+JTB_BATCH_LOG_GROUP = env_str("JTB_BATCH_LOG_GROUP", "/aws/batch/job")
+JTB_BATCH_LOG_STREAM_PREFIX = env_str("JTB_BATCH_LOG_STREAM_PREFIX", "jtb")
+# Secrets Manager or SSM Parameter Store ARN holding the runner's DATABASE_URL. The container
+# gets it as a secret, never as a plain environment value in the job definition.
+JTB_BATCH_DATABASE_URL_SECRET_ARN = env_str("JTB_BATCH_DATABASE_URL_SECRET_ARN")
+# More secrets for the runner, "NAME=arn,NAME=arn" (e.g. SECRET_KEY=arn:aws:ssm:...).
+JTB_BATCH_SECRETS = env_list("JTB_BATCH_SECRETS", [])
+# Fargate tasks in public subnets need a public IP to pull the image.
+JTB_BATCH_FARGATE_ASSIGN_PUBLIC_IP = env_bool("JTB_BATCH_FARGATE_ASSIGN_PUBLIC_IP", False)
+# Prefix of Batch job names and tags, so two deployments can share an account and queue.
+JTB_BATCH_NAME_PREFIX = env_str("JTB_BATCH_NAME_PREFIX", "jtb")
+# SubmitJob calls a second per worker process (AWS allows 50 per account: divide it among the
+# worker processes that dispatch runs).
+JTB_BATCH_SUBMITS_PER_SECOND = env_decimal("JTB_BATCH_SUBMITS_PER_SECOND", Decimal("50"))
+# How often the tracker describes the Batch jobs of active runs.
+JTB_BATCH_TRACK_SECONDS = env_int("JTB_BATCH_TRACK_SECONDS", 30, minimum=5)
+# A run `submitted` without a Batch job id for this long is looked up by name (and submitted
+# again when Batch has no such job): the worker died between SubmitJob and saving the id.
+JTB_BATCH_SUBMIT_GRACE_SECONDS = env_int("JTB_BATCH_SUBMIT_GRACE_SECONDS", 120, minimum=10)
+# Longest wait in RUNNABLE (no capacity) before the job is cancelled and the run fails;
+# per queue with "queue=seconds,queue=seconds".
+JTB_BATCH_RUNNABLE_MAX_SECONDS = env_int("JTB_BATCH_RUNNABLE_MAX_SECONDS", 6 * 3600, minimum=60)
+
+
+def _seconds_by_queue(name: str) -> dict[str, int]:
+    result = {}
+    for item in env_list(name, []):
+        queue, _, value = item.partition("=")
+        if not queue.strip() or not value.strip().isdigit() or int(value) < 60:
+            raise ImproperlyConfigured(f"{name} must read queue=seconds,queue=seconds (at least 60), got {item!r}")
+        result[queue.strip()] = int(value)
+    return result
+
+
+JTB_BATCH_RUNNABLE_MAX_SECONDS_BY_QUEUE = _seconds_by_queue("JTB_BATCH_RUNNABLE_MAX_SECONDS_BY_QUEUE")
+# Where the admin's template uploads go: s3://bucket/prefix/ (empty: the local template root).
+JTB_TEMPLATE_UPLOAD_URI = env_str("JTB_TEMPLATE_UPLOAD_URI")
+# The tracker: Batch job states of active runs, lost submissions, runs stuck waiting for capacity.
+CELERY_BEAT_SCHEDULE["jtb-track-batch-jobs"] = {
+    "task": "runner.tasks_batch.track_batch_jobs", "schedule": float(JTB_BATCH_TRACK_SECONDS),
+}
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

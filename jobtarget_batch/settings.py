@@ -175,6 +175,9 @@ JTB_ENV_ROOT = Path(env_str("JTB_ENV_ROOT", str(DATA_DIR / "envs"))).resolve()
 JTB_WORK_DIR = Path(env_str("JTB_WORK_DIR", str(DATA_DIR / "work"))).resolve()
 # Where uv installs job modules from; empty means uv's default (PyPI).
 JTB_PACKAGE_INDEX_URL = env_str("JTB_PACKAGE_INDEX_URL")
+# s3://bucket/prefix where built module environments are shared between hosts (a fresh
+# container unpacks one instead of installing); empty means each host builds its own.
+JTB_ENV_S3_PREFIX = env_str("JTB_ENV_S3_PREFIX")
 # How many local runs may execute at once (the local executor's worker concurrency).
 JTB_LOCAL_SLOTS = env_int("JTB_LOCAL_SLOTS", 4, minimum=1)
 JTB_LOCAL_QUEUE = env_str("JTB_LOCAL_QUEUE", "jtb-local")
@@ -255,17 +258,36 @@ CELERY_BEAT_SCHEDULE["jtb-track-batch-jobs"] = {
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: its WWW-Authenticate header makes a missing credential a 401, not a 403.
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["jobtarget_batch.api.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "jobtarget_batch.api.pagination.PagePagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "jobtarget_batch.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "jobtarget_batch.api.schema.AutoSchema",
+    "LIST_SERIALIZER_ERRORS_AS_DICT": True,
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "JobTarget Batch API",
-    "DESCRIPTION": "Define, run and monitor Python batch jobs.",
+    "DESCRIPTION": (
+        "Define, run and monitor Python batch jobs. Authenticate with `Authorization: Token <key>` "
+        "(POST /api/v1/auth/token/, or made in the admin) or an admin session. Every error has the "
+        "shape {message, code, errors}."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ProcessStatusEnum": "processes.models.ProcessStatus",
+        "TriggerEnum": "processes.models.Trigger",
+        "ConcurrencyPolicyEnum": "jobs.models.ConcurrencyPolicy",
+    },
 }
 
 LOGGING = {

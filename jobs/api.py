@@ -1,0 +1,93 @@
+"""`/api/v1/jobs/` and `/api/v1/schedules/`: thin views over `jobs.services` and `processes.services`."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from jobs import services
+from jobs.models import Job, Schedule
+from jobs.serializers import JobSerializer, ScheduleSerializer
+from jobtarget_batch.api.fields import JSONObjectField, StrictFieldsMixin
+from jobtarget_batch.api.permissions import CanRunJobs, CanView, ModelPermissions
+from jobtarget_batch.api.schema import error_response
+from processes.models import Trigger
+from processes.serializers import ProcessSerializer
+from processes.services import process_start
+
+
+class RunParametersSerializer(StrictFieldsMixin, serializers.Serializer):
+    parameters = JSONObjectField(
+        required=False, default=dict,
+        help_text="Overrides of the job's default parameters for this run, e.g. {\"since\": \"2024-01-01\"}.",
+    )
+
+
+def _apply(instance, data: dict):
+    for name, value in data.items():
+        setattr(instance, name, value)
+    return instance
+
+
+@extend_schema_view(
+    destroy=extend_schema(responses={204: None, 409: error_response(409)},
+                          description="Deletes the job and its history; refused (409) while a run is active."),
+)
+class JobViewSet(viewsets.ModelViewSet):
+    queryset = Job.objects.order_by("name")
+    serializer_class = JobSerializer
+    permission_classes = [ModelPermissions]
+
+    def get_permissions(self):
+        if self.action == "run":
+            return [CanView(), CanRunJobs()]
+        return super().get_permissions()
+
+    def perform_create(self, serializer):
+        serializer.instance = services.job_save(job=Job(**serializer.validated_data))
+
+    def perform_update(self, serializer):
+        serializer.instance = services.job_save(job=_apply(serializer.instance, serializer.validated_data))
+
+    def perform_destroy(self, instance):
+        services.job_delete(job=instance)
+
+    @extend_schema(
+        request=RunParametersSerializer,
+        responses={202: ProcessSerializer, 409: error_response(409)},
+        summary="Run the job now",
+        description="Starts a run with the job's default parameters merged with `parameters`. 409 when the "
+        "job is disabled or its concurrency policy (`skip`) refuses a second active run.",
+    )
+    @action(detail=True, methods=["post"])
+    def run(self, request, pk=None):
+        job = self.get_object()
+        body = RunParametersSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            process = process_start(
+                job=job, trigger=Trigger.API, user=request.user, parameters=body.validated_data["parameters"]
+            )
+        except DjangoValidationError as exc:
+            # The service checks the parameters (the only input it validates) and says so in the message.
+            raise ValidationError({"parameters": exc.messages}) from None
+        return Response(ProcessSerializer(process).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ScheduleViewSet(viewsets.ModelViewSet):
+    queryset = Schedule.objects.order_by("job_id", "id")
+    serializer_class = ScheduleSerializer
+    permission_classes = [ModelPermissions]
+
+    def perform_create(self, serializer):
+        serializer.instance = services.schedule_save(schedule=Schedule(**serializer.validated_data))
+
+    def perform_update(self, serializer):
+        serializer.instance = services.schedule_save(schedule=_apply(serializer.instance, serializer.validated_data))
+
+    def perform_destroy(self, instance):
+        services.schedule_delete(schedule=instance)

@@ -1,0 +1,55 @@
+"""API representation of jobs and schedules. Validation beyond types is the model's `clean`,
+run by `jobs.services` (the same checks as the admin), so these classes only parse and render."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from jobs import cron
+from jobs.models import Job, Schedule
+from jobtarget_batch.api.fields import JSONObjectField, StrictFieldsMixin, StringListField, StringMapField
+
+
+class JobSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    vcpus = serializers.DecimalField(
+        max_digits=6, decimal_places=2, coerce_to_string=False, required=False,
+        min_value=Job._meta.get_field("vcpus").validators[0].limit_value,
+        help_text=Job._meta.get_field("vcpus").help_text,
+    )
+    python_modules = StringListField(required=False, help_text=Job._meta.get_field("python_modules").help_text)
+    parameters = JSONObjectField(required=False, help_text=Job._meta.get_field("parameters").help_text)
+    environment = StringMapField(required=False, help_text=Job._meta.get_field("environment").help_text)
+    tags = StringMapField(required=False, help_text=Job._meta.get_field("tags").help_text)
+    notify_emails = StringListField(required=False, help_text=Job._meta.get_field("notify_emails").help_text)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "name", "description", "enabled", "template", "python_modules", "vcpus", "memory_mib",
+            "gpus", "timeout_seconds", "retry_attempts", "parameters", "environment", "concurrency_policy",
+            "queue", "tags", "notify_emails", "created_at", "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class ScheduleSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    description = serializers.SerializerMethodField(help_text="The cron in words, e.g. \"At 06:00\".")
+    next_runs = serializers.SerializerMethodField(
+        help_text="The next five fire times in the schedule's time zone, ISO 8601 with its offset; "
+        "empty while the schedule is disabled."
+    )
+
+    class Meta:
+        model = Schedule
+        fields = ["id", "job", "cron", "timezone", "enabled", "description", "next_runs", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def get_description(self, schedule: Schedule) -> str:
+        return cron.describe(schedule.cron)
+
+    @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
+    def get_next_runs(self, schedule: Schedule) -> list[str]:
+        if not schedule.enabled:
+            return []
+        return [moment.isoformat() for moment in cron.next_runs(schedule.cron, schedule.timezone, 5)]

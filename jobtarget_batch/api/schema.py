@@ -1,0 +1,40 @@
+"""OpenAPI generation: every operation documents the error responses it can give, in one shape."""
+
+from __future__ import annotations
+
+from drf_spectacular import openapi
+from drf_spectacular.utils import OpenApiResponse
+
+from jobtarget_batch.api.errors import ErrorSerializer
+
+ERROR_DESCRIPTIONS = {
+    "400": "Invalid input: `errors` names each bad field.",
+    "401": "No or invalid credentials (send `Authorization: Token <key>` or a session cookie).",
+    "403": "Authenticated, but without the permission this needs.",
+    "404": "No such object.",
+    "409": "Refused in the current state; `message` says why.",
+}
+
+
+class AutoSchema(openapi.AutoSchema):
+    """Adds 400/401/403 (and 404 on object paths) to every operation; views add 409 themselves."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        codes = ["400"]
+        if not getattr(self.view, "public", False):
+            codes += ["401", "403"]
+        if "{" in self.path:
+            codes.append("404")
+        for code in codes:
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    OpenApiResponse(response=ErrorSerializer, description=ERROR_DESCRIPTIONS[code]), code,
+                    direction=direction,
+                )
+        return responses
+
+
+def error_response(code: int) -> OpenApiResponse:
+    """For `@extend_schema(responses=...)`: an error response in the common shape."""
+    return OpenApiResponse(response=ErrorSerializer, description=ERROR_DESCRIPTIONS[str(code)])

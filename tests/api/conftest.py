@@ -1,0 +1,76 @@
+"""Fixtures for API tests: users with chosen permissions, token clients, and jobs."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from jobs.models import Job
+
+PASSWORD = "a-Long-passw0rd"
+VIEW_PERMS = ("jobs.view_job", "jobs.view_schedule", "processes.view_process")
+
+
+def grant(user: User, *perms: str) -> User:
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return User.objects.get(pk=user.pk)  # drop the permission cache
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str, *perms: str, superuser: bool = False) -> User:
+        user = User.objects.create_user(username, password=PASSWORD, is_staff=True, is_superuser=superuser)
+        return grant(user, *perms)
+
+    return make
+
+
+def token_client(user: User) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+@pytest.fixture
+def admin_user(make_user) -> User:
+    return make_user("admin", superuser=True)
+
+
+@pytest.fixture
+def api(admin_user) -> APIClient:
+    """A client authenticated as a superuser with a token."""
+    return token_client(admin_user)
+
+
+@pytest.fixture
+def make_job(db):
+    counter = iter(range(1, 1_000_000))
+
+    def make(**fields) -> Job:
+        fields.setdefault("name", f"job {next(counter)}")
+        fields.setdefault("template", "examples/hello.py")
+        return Job.objects.create(**fields)
+
+    return make
+
+
+@pytest.fixture
+def dispatches(monkeypatch, django_capture_on_commit_callbacks):
+    """`with dispatches() as sent:` runs on-commit callbacks and records each dispatch message's ids."""
+    from contextlib import contextmanager
+
+    from processes.tasks import dispatch_processes
+
+    @contextmanager
+    def capture():
+        sent: list[list[int]] = []
+        monkeypatch.setattr(dispatch_processes, "delay", lambda ids: sent.append(list(ids)))
+        with django_capture_on_commit_callbacks(execute=True):
+            yield sent
+        monkeypatch.undo()
+
+    return capture

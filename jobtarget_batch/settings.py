@@ -158,7 +158,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "jtb-control"
+CELERY_TASK_DEFAULT_QUEUE = env_str("JTB_CONTROL_QUEUE", "jtb-control")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 # Periodic upkeep. Each entry's task is safe to run twice.

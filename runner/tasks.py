@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from runner import local_run
+from runner import tasks_batch  # noqa: F401  (registers the AWS Batch tracker task)
 
 
 @shared_task(name="runner.tasks.run_local_process")

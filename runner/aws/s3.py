@@ -45,6 +45,22 @@ def s3_read_text(uri: str) -> str:
 
 def s3_write_text(uri: str, text: str) -> str | None:
     """Store a template; returns the new version id when the bucket is versioned."""
+    return s3_write_bytes(uri, text.encode("utf-8"))
+
+
+def s3_write_bytes(uri: str, data: bytes, *, content_type: str = "text/x-python") -> str | None:
+    """Store an object; returns the new version id when the bucket is versioned."""
     bucket, key, _ = parse_s3_uri(uri)
-    answer = aws_client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
-    return answer.get("VersionId")
+    try:
+        answer = aws_client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise S3ObjectError(f"The bucket of {uri} does not exist.") from None
+        if code in ("AccessDenied", "403", "AllAccessDisabled"):
+            raise S3ObjectError(f"Writing {uri} was denied; check the web app's S3 permissions.") from None
+        raise S3ObjectError(f"{uri} could not be written: {code or exc}") from None
+    except BotoCoreError as exc:
+        raise S3ObjectError(f"{uri} could not be written: {exc}") from None
+    version = answer.get("VersionId")
+    return version if version and version != "null" else None

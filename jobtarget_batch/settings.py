@@ -297,3 +297,37 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Schedules ----------------------------------------------------------------------------------
+# The zone a new schedule's cron is read in unless it names another (IANA name).
+JTB_SCHEDULE_DEFAULT_TIMEZONE = env_str("JTB_SCHEDULE_DEFAULT_TIMEZONE", TIME_ZONE)
+# How often beat runs the tick that starts every due schedule (docs/schedules.md): a run starts
+# at most this many seconds (plus the time to start the minute's runs) after its time.
+JTB_SCHEDULE_TICK_SECONDS = env_int("JTB_SCHEDULE_TICK_SECONDS", 2, minimum=1)
+# Schedules claimed and started per transaction by one tick.
+JTB_SCHEDULE_TICK_BATCH = env_int("JTB_SCHEDULE_TICK_BATCH", 1000, minimum=1)
+# A tick is "missed" when it is found due more than this many seconds late (beat or workers
+# were down). Of a schedule's missed ticks at most JTB_SCHEDULE_MISSED_RUNS (the latest ones)
+# still start a run; 0 drops them all.
+JTB_SCHEDULE_GRACE_SECONDS = env_int("JTB_SCHEDULE_GRACE_SECONDS", 60, minimum=1)
+JTB_SCHEDULE_MISSED_RUNS = env_int("JTB_SCHEDULE_MISSED_RUNS", 1, minimum=0)
+# EventBridge Scheduler (driver "eventbridge"): the schedule group our schedules live in, the
+# prefix of their names (`schedules_sync` removes remote schedules with this prefix that match
+# no schedule here), the role Scheduler assumes to call batch:SubmitJob, and how long it keeps
+# retrying a delivery.
+JTB_SCHEDULER_GROUP = env_str("JTB_SCHEDULER_GROUP", "jobtarget-batch")
+JTB_SCHEDULER_NAME_PREFIX = env_str("JTB_SCHEDULER_NAME_PREFIX", "jtb-schedule")
+JTB_SCHEDULER_ROLE_ARN = env_str("JTB_SCHEDULER_ROLE_ARN")
+JTB_SCHEDULER_MAX_EVENT_AGE_SECONDS = env_int("JTB_SCHEDULER_MAX_EVENT_AGE_SECONDS", 3600, minimum=60)
+# Expired ticks are dropped rather than piled up while no worker runs them.
+CELERY_BEAT_SCHEDULE["jtb-schedules-tick"] = {
+    "task": "jobs.tasks.schedules_tick",
+    "schedule": float(JTB_SCHEDULE_TICK_SECONDS),
+    "options": {"expires": float(JTB_SCHEDULE_TICK_SECONDS)},
+}
+# Optional periodic EventBridge repair (what `manage.py schedules_sync` does); 0 turns it off.
+JTB_SCHEDULER_SYNC_SECONDS = env_int("JTB_SCHEDULER_SYNC_SECONDS", 0, minimum=0)
+if JTB_SCHEDULER_SYNC_SECONDS:
+    CELERY_BEAT_SCHEDULE["jtb-schedules-sync"] = {
+        "task": "jobs.tasks.schedules_sync_all", "schedule": float(JTB_SCHEDULER_SYNC_SECONDS),
+    }

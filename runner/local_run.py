@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections
 
 from processes import services
 from processes.models import Process, ProcessStatus
-from runner import proctree
+from runner import proctree, runtime
 from runner.executors.local import local_log_path
 
 logger = logging.getLogger(__name__)
@@ -28,25 +30,54 @@ POLL_SECONDS = 1.0
 BACKSTOP_EXTRA_SECONDS = 60
 
 
-def runner_command(process_id: int) -> list[str]:
-    return [sys.executable, str(settings.BASE_DIR / "manage.py"), "run_process", str(process_id)]
+def runner_command(process_id: int, workdir: Path) -> list[str]:
+    # Not `manage.py run_process`: that loads Django before anything else, and the template would
+    # wait for it. The runner's fast path starts the template first (runner/runtime.py).
+    return [sys.executable, "-m", "runner.runtime", str(process_id), "--workdir", str(workdir)]
 
 
 def local_run(*, process_id: int) -> None:
     if not services.process_mark_submitted(process_id=process_id, executor="local"):
         return  # cancelled, or another worker has it
+    # The claim the runner makes on Batch is made here: this worker has Django loaded, so the
+    # runner can start the template at once.
+    if not services.process_mark_running(process_id=process_id):
+        return  # cancelled between the two claims
     process = Process.objects.get(pk=process_id)
     log_path = local_log_path(process_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir = runtime.run_prepare(process_id=process_id)
+    except Exception as exc:  # the run is claimed: it must not stay `running`
+        logger.exception("Process %s: could not prepare the run", process_id)
+        services.process_finish(
+            process_id=process_id, status=ProcessStatus.FAILED,
+            failure_reason=f"The local executor could not prepare the run: {type(exc).__name__}: {exc}",
+        )
+        return
+    close_old_connections()
     with log_path.open("ab") as log:
         runner = subprocess.Popen(
-            runner_command(process_id), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            runner_command(process_id, workdir), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=settings.BASE_DIR, env=os.environ.copy(), start_new_session=True,
         )
     Process.objects.filter(pk=process_id).update(external_id=f"pid:{runner.pid}")
     close_old_connections()
-    returncode = _watch(process, runner)
+    try:
+        returncode = _watch(process, runner)
+    finally:
+        _kill_leftovers(runner.pid)
+        shutil.rmtree(workdir, ignore_errors=True)
     _record_if_runner_did_not(process_id, returncode)
+
+
+def _kill_leftovers(group_id: int) -> None:
+    """Kill what is left of the runner's process group: a runner killed with SIGKILL could not
+    stop its template interpreter, which would otherwise run on unwatched."""
+    try:
+        os.killpg(group_id, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _watch(process: Process, runner: subprocess.Popen) -> int:

@@ -1,0 +1,141 @@
+"""The local executor end to end: the worker-side watcher starts the runner, follows it, stops it."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jobs.models import ConcurrencyPolicy, Job
+from processes.models import Process, ProcessStatus, TaskStatus
+from processes.selectors import process_log_read
+from processes.services import process_cancel, process_start
+from processes.models import Trigger
+from runner.local_run import local_run
+from runner.tests.helpers import write_template
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SLOW = """
+import os, time
+def main(ctx):
+    with ctx.task("write pid"):
+        open(ctx.params["pid_file"], "w").write(str(os.getpid()))
+    with ctx.task("wait"):
+        time.sleep(120)
+"""
+
+
+@pytest.fixture
+def local(tmp_path, settings, subprocess_env, monkeypatch):
+    """The watcher runs in this test process and starts runners with this environment."""
+    root = tmp_path / "templates"
+    root.mkdir()
+    settings.JTB_TEMPLATE_ROOT = root
+    settings.JTB_KILL_GRACE_SECONDS = 3
+    for name, value in {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root), "JTB_KILL_GRACE_SECONDS": "3"}.items():
+        monkeypatch.setenv(name, value)
+    return root
+
+
+def make_job(root: Path, source: str, **fields) -> Job:
+    write_template(root, "job.py", source)
+    return Job.objects.create(name=fields.pop("name", "local job"), template="job.py", memory_mib=512, **fields)
+
+
+def in_thread(process_id: int) -> threading.Thread:
+    thread = threading.Thread(target=local_run, kwargs={"process_id": process_id}, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def template_pid(pid_file: Path) -> int:
+    return wait_for(lambda: pid_file.exists() and pid_file.read_text() and int(pid_file.read_text()))
+
+
+def test_local_run_records_success_and_its_log_is_readable(local):
+    job = make_job(local, "def main(ctx):\n    with ctx.task('say'):\n        print('hello from the template')\n")
+    process = process_start(job=job, trigger=Trigger.MANUAL)
+    local_run(process_id=process.pk)
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.SUCCEEDED, process.failure_reason + process_log_read(process=process).text
+    assert process.executor == "local"
+    assert process.submitted_at <= process.started_at <= process.finished_at
+    log = process_log_read(process=process)
+    assert "hello from the template" in log.text
+    # Tailing from the returned offset gives nothing new once the run is over.
+    assert process_log_read(process=process, offset=log.next_offset).text == ""
+
+
+def test_a_second_delivery_of_the_same_run_does_nothing(local):
+    job = make_job(local, "def main(ctx):\n    print('once')\n")
+    process = process_start(job=job, trigger=Trigger.MANUAL)
+    local_run(process_id=process.pk)
+    local_run(process_id=process.pk)
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.SUCCEEDED
+    assert process_log_read(process=process).text.count("once") == 1
+
+
+def test_cancelling_a_running_local_process_stops_its_tree_and_records_cancelled(local, tmp_path):
+    pid_file = tmp_path / "template.pid"
+    job = make_job(local, SLOW)
+    process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"pid_file": str(pid_file)})
+    thread = in_thread(process.pk)
+    pid = template_pid(pid_file)
+    process_cancel(process=Process.objects.get(pk=process.pk))
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.CANCELLED
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    wait_task = process.tasks.get(name="wait")
+    assert wait_task.status == TaskStatus.FAILED
+
+
+def test_runner_killed_with_sigkill_ends_failed_with_a_reason_and_no_orphan(local, tmp_path):
+    pid_file = tmp_path / "template.pid"
+    job = make_job(local, SLOW)
+    process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"pid_file": str(pid_file)})
+    thread = in_thread(process.pk)
+    pid = template_pid(pid_file)
+    # The template starts before the runner has loaded Django; kill it once the step is recorded.
+    wait_for(lambda: process.tasks.filter(name="wait").exists())
+    runner_pid = int(Process.objects.get(pk=process.pk).external_id.removeprefix("pid:"))
+    os.kill(runner_pid, signal.SIGKILL)
+    thread.join(timeout=30)
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.FAILED
+    assert process.failure_reason == "The runner was killed by SIGKILL before it recorded a result."
+    assert process.tasks.get(name="wait").status == TaskStatus.FAILED
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10)
+
+
+def test_queue_policy_runs_one_after_the_other(local, tmp_path, django_capture_on_commit_callbacks, monkeypatch):
+    # Dispatch goes straight to the watcher, as the local worker would do it.
+    dispatched: list[int] = []
+    monkeypatch.setattr("processes.services.processes_enqueue", lambda *, process_ids: dispatched.extend(process_ids))
+    job = make_job(local, "import time\ndef main(ctx):\n    time.sleep(0.5)\n", concurrency_policy=ConcurrencyPolicy.QUEUE)
+    first = process_start(job=job, trigger=Trigger.MANUAL)
+    second = process_start(job=job, trigger=Trigger.MANUAL)
+    assert dispatched == [first.pk]
+    local_run(process_id=first.pk)
+    assert dispatched == [first.pk, second.pk]
+    local_run(process_id=second.pk)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == second.status == ProcessStatus.SUCCEEDED
+    assert second.started_at >= first.finished_at

@@ -50,6 +50,9 @@ class ProcessRefused(Exception):
 class RunRequest:
     job: Job
     parameters: dict | None = None
+    # One schedule tick per request (the beat tick's bulk start); unique per (schedule, scheduled_for).
+    schedule: Schedule | None = None
+    scheduled_for: datetime | None = None
 
 
 def job_snapshot(job: Job) -> dict:
@@ -89,6 +92,7 @@ def process_start(
     rerun_of: Process | None = None,
     schedule: Schedule | None = None,
     scheduled_for: datetime | None = None,
+    enqueue: bool = True,
 ) -> Process:
     """Create a run of `job` and queue it for its executor once the transaction commits.
 
@@ -99,7 +103,7 @@ def process_start(
     parameters = validate_run_parameters(parameters)
     return process_start_many(
         requests=[RunRequest(job=job, parameters=parameters)], trigger=trigger, user=user,
-        rerun_of=rerun_of, schedule=schedule, scheduled_for=scheduled_for,
+        rerun_of=rerun_of, schedule=schedule, scheduled_for=scheduled_for, enqueue=enqueue,
     )[0]
 
 
@@ -111,6 +115,7 @@ def process_start_many(
     rerun_of: Process | None = None,
     schedule: Schedule | None = None,
     scheduled_for: datetime | None = None,
+    enqueue: bool = True,
 ) -> list[Process]:
     """Start several runs at once, all or none: the bulk path of the API.
 
@@ -141,7 +146,8 @@ def process_start_many(
         # Another beat, a redelivered message or the repeated DST hour got there first.
         return [Process.objects.get(schedule=schedule, scheduled_for=scheduled_for)]
     to_dispatch = [process.pk for process in processes if not process.held]
-    transaction.on_commit(lambda: processes_enqueue(process_ids=to_dispatch))
+    if enqueue:  # False: the caller runs it itself (`manage.py run_job` inside AWS Batch)
+        transaction.on_commit(lambda: processes_enqueue(process_ids=to_dispatch))
     return processes
 
 
@@ -180,7 +186,8 @@ def _create_processes(requests, cleaned, *, trigger, user, rerun_of, schedule, s
             Process(
                 job=job, status=ProcessStatus.QUEUED, held=held, trigger=trigger, triggered_by=user,
                 parameters={**job.parameters, **parameters}, snapshot=job_snapshot(job),
-                rerun_of=rerun_of, schedule=schedule, scheduled_for=scheduled_for, created_at=now,
+                rerun_of=rerun_of, schedule=request.schedule or schedule,
+                scheduled_for=request.scheduled_for or scheduled_for, created_at=now,
             )
         )
     if refusals:
@@ -230,10 +237,10 @@ def process_claim(*, process_id: int, to_status: str, from_statuses: Sequence[st
 
 
 def process_mark_submitted(*, process_id: int, executor: str, external_id: str = "") -> bool:
-    return process_claim(
-        process_id=process_id, to_status=ProcessStatus.SUBMITTED, from_statuses=[ProcessStatus.QUEUED],
-        executor=executor, external_id=external_id, submitted_at=timezone.now(),
-    )
+    """Claim a queued run for an executor; a run held behind an active one cannot be claimed."""
+    return Process.objects.filter(pk=process_id, status=ProcessStatus.QUEUED, held=False).update(
+        status=ProcessStatus.SUBMITTED, executor=executor, external_id=external_id, submitted_at=timezone.now()
+    ) == 1
 
 
 def process_mark_running(*, process_id: int) -> bool:

@@ -124,16 +124,17 @@ def test_runner_killed_with_sigkill_ends_failed_with_a_reason_and_no_orphan(loca
     wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10)
 
 
-def test_queue_policy_runs_one_after_the_other(local, tmp_path, django_capture_on_commit_callbacks, monkeypatch):
-    # Dispatch goes straight to the watcher, as the local worker would do it.
-    dispatched: list[int] = []
-    monkeypatch.setattr("processes.services.processes_enqueue", lambda *, process_ids: dispatched.extend(process_ids))
+def test_queue_policy_runs_one_after_the_other(local):
     job = make_job(local, "import time\ndef main(ctx):\n    time.sleep(0.5)\n", concurrency_policy=ConcurrencyPolicy.QUEUE)
     first = process_start(job=job, trigger=Trigger.MANUAL)
     second = process_start(job=job, trigger=Trigger.MANUAL)
-    assert dispatched == [first.pk]
+    local_run(process_id=second.pk)  # a message for a held run starts nothing
+    second.refresh_from_db()
+    assert second.held and second.status == ProcessStatus.QUEUED
     local_run(process_id=first.pk)
-    assert dispatched == [first.pk, second.pk]
+    # The runner released the waiting run as it finished the first.
+    second.refresh_from_db()
+    assert not second.held
     local_run(process_id=second.pk)
     first.refresh_from_db()
     second.refresh_from_db()

@@ -1,13 +1,19 @@
-"""Retrying the runner's status writes through a database outage.
+"""The runner's database discipline: one connection at most, held only while writing, and every
+write retried through an outage.
 
-A run must not lose its status because the database restarted under it. Each write is one
-short transaction that is safe to repeat (claims, get_or_create on a unique step), so retrying
-it with backoff after a connection error is correct.
+Hundreds of runners wait on their templates at once; if each kept a connection open they would
+exhaust the server's `max_connections`. So every read or write of the runner goes through
+`db_retry`: one lock per runner process (the heartbeat thread and the main thread never hold a
+connection at the same time), the connection closed as soon as the write is done, and retries
+with backoff on connection errors. Each write is one short transaction that is safe to repeat
+(conditional claims, get_or_create on a unique step), so a retry after a lost reply is correct.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -17,21 +23,33 @@ from django.db import InterfaceError, OperationalError, connection
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# About 90 s of retrying in all: a database restart or failover fits in it.
-DELAYS = (0.2, 0.5, 1, 2, 3, 5, 5, 8, 10, 10, 15, 15, 15)
+# About 100 s of retrying in all: a database restart or failover fits in it, and so does a
+# queue for connections when many runners write at once (jitter spreads them out).
+DELAYS = (0.2, 0.5, 1, 2, 3, 5, 5, 8, 10, 10, 15, 15, 15, 15)
+_lock = threading.Lock()
 
 
-def db_retry(write: Callable[[], T]) -> T:
-    for attempt, delay in enumerate((*DELAYS, None)):
+def db_retry(write: Callable[[], T], *, retries: bool = True) -> T:
+    delays = (*DELAYS, None) if retries else (None,)
+    with _lock:
         try:
-            return write()
-        except (OperationalError, InterfaceError) as exc:
-            if delay is None:
-                raise
-            logger.warning("database unavailable (%s); retrying in %s s", exc, delay)
-            try:
-                connection.close()
-            except Exception:
-                pass
-            time.sleep(delay)
+            for delay in delays:
+                try:
+                    return write()
+                except (OperationalError, InterfaceError) as exc:
+                    if delay is None:
+                        raise
+                    pause = delay * random.uniform(0.75, 1.25)
+                    logger.warning("database unavailable (%s); retrying in %.1f s", str(exc).strip(), pause)
+                    _close()
+                    time.sleep(pause)
+        finally:
+            _close()
     raise AssertionError("unreachable")
+
+
+def _close() -> None:
+    try:
+        connection.close()
+    except Exception:  # closing a connection to a server that went away may fail too
+        pass

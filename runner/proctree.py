@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import psutil
@@ -15,27 +16,67 @@ def tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def signal_tree(pid: int, sig: int = signal.SIGTERM) -> None:
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of `pid` and its descendants, in bytes (what a container's limit counts)."""
+    total = 0
     for member in tree(pid):
+        try:
+            total += member.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def _send(members: list[psutil.Process], sig: int) -> None:
+    for member in members:
         try:
             member.send_signal(sig)
         except psutil.NoSuchProcess:
             pass
 
 
+def signal_tree(pid: int, sig: int = signal.SIGTERM) -> None:
+    _send(tree(pid), sig)
+
+
+def signal_descendants(pid: int, sig: int = signal.SIGTERM) -> None:
+    _send(descendants(pid), sig)
+
+
+def kill_descendants(pid: int) -> None:
+    """SIGKILL everything `pid` started (the runner stopping its template or uv)."""
+    members = descendants(pid)
+    _send(members, signal.SIGKILL)
+    for member in members:
+        _kill_group(member.pid)
+    psutil.wait_procs(members, timeout=5)
+
+
 def kill_tree(pid: int, *, grace_seconds: float = 0) -> None:
-    """SIGTERM the tree, give it `grace_seconds` to exit, then SIGKILL what is left."""
+    """SIGTERM the tree, give it `grace_seconds` to exit, then SIGKILL what is left.
+
+    The template's child runs in its own session, so its process group is killed too: that also
+    reaches grandchildren that were orphaned (their parent exited) and so left the tree.
+    """
     members = tree(pid)
     if grace_seconds > 0:
-        for member in members:
-            try:
-                member.terminate()
-            except psutil.NoSuchProcess:
-                pass
+        _send(members, signal.SIGTERM)
         _, members = psutil.wait_procs(members, timeout=grace_seconds)
-    for member in members:
-        try:
-            member.kill()
-        except psutil.NoSuchProcess:
-            pass
+    _send(members, signal.SIGKILL)
+    _kill_group(pid)
     psutil.wait_procs(members, timeout=5)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -2,7 +2,7 @@
 
 Offsets are byte offsets into one text: for each stream, oldest first, a header line
 `[batch] attempt N: log stream <name>` followed by every event's message and a newline, UTF-8
-encoded. New events and new attempts only ever append to that text, so an offset from an earlier
+encoded (a stream without events adds nothing). New events and new attempts only ever append to that text, so an offset from an earlier
 read stays valid (the same contract as the local executor's log file). CloudWatch has no byte
 seek: each read pages through the streams from their start, which is fine for logs of a few MB.
 """
@@ -49,8 +49,7 @@ def cloudwatch_log_read(*, group: str, streams: list[str], offset: int, limit: i
     position = 0
     out = bytearray()
     for number, stream in enumerate(streams, start=1):
-        lines = [f"[batch] attempt {number}: log stream {stream}"]
-        for line in _chain(lines, stream_messages(group, stream)):
+        for line in _with_header(f"[batch] attempt {number}: log stream {stream}", stream_messages(group, stream)):
             data = (line + "\n").encode("utf-8")
             end = position + len(data)
             if end > offset:
@@ -62,6 +61,12 @@ def cloudwatch_log_read(*, group: str, streams: list[str], offset: int, limit: i
     return out.decode("utf-8", errors="replace"), offset + len(out)
 
 
-def _chain(first, rest):
-    yield from first
-    yield from rest
+def _with_header(header: str, messages):
+    # A stream gets its header with its first event, so an empty stream (a job not started yet)
+    # adds nothing and the text stays append-only.
+    first = True
+    for message in messages:
+        if first:
+            yield header
+            first = False
+        yield message

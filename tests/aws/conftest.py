@@ -125,3 +125,31 @@ def batch_job(db):
         name="Nightly export", template="examples/hello.py", vcpus=Decimal("2"), memory_mib=4096, gpus=1,
         timeout_seconds=1800, retry_attempts=3, queue="spot-small", tags={"team": "finance"},
     )
+
+
+@pytest.fixture
+def batch_states(monkeypatch):
+    """Drive what DescribeJobs says (moto finishes every job at once): `batch_states[job_id] = {...}`
+    overrides fields of moto's real answer for that job, at the seam the tracker calls."""
+    import runner.aws.batch as batch
+
+    overrides: dict[str, dict] = {}
+    real = batch.batch_jobs_describe
+
+    def describe(job_ids):
+        jobs = real(job_ids)
+        return [{**job, **overrides.get(job["jobId"], {})} for job in jobs]
+
+    monkeypatch.setattr(batch, "batch_jobs_describe", describe)
+    return overrides
+
+
+@pytest.fixture
+def submitted(batch_job, batch_calls):
+    """A run of `batch_job` submitted to moto."""
+    from processes.models import Process, Trigger
+    from processes.services import process_dispatch, process_start
+
+    process = process_start(job=batch_job, trigger=Trigger.MANUAL)
+    process_dispatch(process_id=process.pk)
+    return Process.objects.get(pk=process.pk)

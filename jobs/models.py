@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -143,8 +144,28 @@ class Job(models.Model):
             raise ValidationError(errors)
 
 
+class ScheduleDriver(models.TextChoices):
+    BEAT = "beat", "Celery beat (this system starts the runs)"
+    EVENTBRIDGE = "eventbridge", "EventBridge Scheduler (AWS starts the runs on AWS Batch)"
+
+
+def _default_schedule_timezone() -> str:
+    return settings.JTB_SCHEDULE_DEFAULT_TIMEZONE
+
+
+class ScheduleQuerySet(models.QuerySet):
+    def with_run_counts(self) -> ScheduleQuerySet:
+        """Annotate `runs_started_count` (admin and API lists: one query for the whole page)."""
+        return self.annotate(runs_started_count=models.Count("processes"))
+
+
 class Schedule(models.Model):
-    """A cron schedule that starts runs of a job (the drivers that fire it are in jobs.scheduling)."""
+    """A cron schedule that starts runs of a job (the drivers that fire it are in jobs.scheduling).
+
+    For the admin and the API: `cron_description`, `next_fire_times()` (next five, in the
+    schedule's zone), `last_fired_at`, `runs_started` (its Processes, newest tick first) and
+    `Schedule.objects.with_run_counts()`.
+    """
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="schedules", verbose_name="job")
     cron = models.CharField(
@@ -153,30 +174,102 @@ class Schedule(models.Model):
         "e.g. \"30 1 * * MON-FRI\" for 01:30 on weekdays.",
     )
     timezone = models.CharField(
-        "time zone", max_length=64, default="UTC",
+        "time zone", max_length=64, default=_default_schedule_timezone,
         help_text="The IANA time zone the cron is read in, e.g. America/New_York.",
     )
     enabled = models.BooleanField("enabled", default=True, help_text="Disabled schedules start no runs.")
+    driver = models.CharField(
+        "driver", max_length=12, choices=ScheduleDriver.choices, default=ScheduleDriver.BEAT,
+        help_text="Who fires the schedule: this system's beat, or EventBridge Scheduler, which keeps "
+        "firing on AWS Batch while this system is down.",
+    )
+    start_at = models.DateTimeField(
+        "starts", null=True, blank=True,
+        help_text="No runs before this moment, e.g. 2025-01-01 00:00. Empty: starts at once.",
+    )
+    end_at = models.DateTimeField(
+        "ends", null=True, blank=True,
+        help_text="No runs after this moment, e.g. 2025-12-31 23:59. Empty: never ends.",
+    )
+    description = models.TextField(
+        "description", blank=True,
+        help_text="Why this schedule exists, e.g. \"Refresh the dashboard before the 9am meeting.\"",
+    )
+    # Set by the system. The beat driver's next due tick (UTC); NULL when the beat driver has
+    # nothing to fire (disabled, ended, or driven by EventBridge).
+    next_fire_at = models.DateTimeField("next fire", null=True, blank=True, editable=False)
+    last_fired_at = models.DateTimeField("last fired", null=True, blank=True, editable=False)
+    remote_synced_at = models.DateTimeField("synced to EventBridge", null=True, blank=True, editable=False)
+    remote_error = models.TextField("EventBridge sync error", blank=True, editable=False)
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
+    objects = ScheduleQuerySet.as_manager()
+
     class Meta:
         ordering = ["job_id", "id"]
+        constraints = [
+            models.CheckConstraint(name="schedule_driver_valid", condition=Q(driver__in=ScheduleDriver.values)),
+            models.CheckConstraint(
+                name="schedule_end_after_start",
+                condition=Q(start_at__isnull=True) | Q(end_at__isnull=True) | Q(end_at__gt=models.F("start_at")),
+            ),
+        ]
+        indexes = [
+            # The beat tick: WHERE next_fire_at <= now ORDER BY next_fire_at.
+            models.Index(fields=["next_fire_at"], name="schedule_next_fire_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.cron} ({self.timezone})"
 
-    def clean(self) -> None:
+    @property
+    def cron_description(self) -> str:
         from jobs import cron
 
-        errors = {}
+        return cron.describe(self.cron)
+
+    def next_fire_times(self, count: int = 5, *, after=None) -> list:
+        """The next `count` fire times in the schedule's zone, within its start and end."""
+        from jobs.scheduling.times import schedule_fire_times
+
+        zone = ZoneInfo(self.timezone)
+        return [instant.astimezone(zone) for instant in schedule_fire_times(schedule=self, after=after, count=count)]
+
+    @property
+    def runs_started(self):
+        return self.processes.order_by("-scheduled_for", "-id")
+
+    def clean(self) -> None:
+        from jobs import cron
+        from jobs.scheduling.aws_cron import unix_to_aws_cron
+
+        errors: dict[str, list[str]] = {}
         try:
             self.cron = cron.validate_cron(self.cron)
         except ValidationError as exc:
             errors["cron"] = exc.messages
+        if "cron" not in errors and self.driver == ScheduleDriver.EVENTBRIDGE:
+            try:
+                unix_to_aws_cron(self.cron)
+            except ValidationError as exc:
+                errors["cron"] = exc.messages
         try:
             self.timezone = cron.validate_timezone(self.timezone)
         except ValidationError as exc:
             errors["timezone"] = exc.messages
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            errors["end_at"] = ["The end must be after the start."]
         if errors:
             raise ValidationError(errors)
+
+
+def _schedule_post_delete(sender, instance: Schedule, **kwargs) -> None:
+    from jobs.services import schedule_deleted
+
+    schedule_deleted(schedule=instance)
+
+
+# Deleting a job cascades to its schedules without calling schedule_delete; this hook is the
+# only place that sees those deletes, and the remote EventBridge schedule must go with them.
+models.signals.post_delete.connect(_schedule_post_delete, sender=Schedule, dispatch_uid="schedule_post_delete")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils import timezone
 
-from jobs.models import Job, Schedule
+from jobs.models import Job, Schedule, ScheduleDriver
 from processes.models import ACTIVE_STATUSES
 from processes.services import ProcessRefused
 
@@ -19,7 +20,13 @@ def job_save(*, job: Job) -> Job:
 
 
 def job_changed(*, job_id: int) -> None:
-    """Hook after a job's settings changed: schedule drivers that copy them re-sync here."""
+    """Hook after a job's settings changed: its EventBridge schedules carry the job's resources,
+    queue and enabled state, so they re-sync."""
+    from jobs.scheduling.eventbridge import schedules_remote_sync_queue
+
+    schedules_remote_sync_queue(schedule_ids=Schedule.objects.filter(
+        job_id=job_id, driver=ScheduleDriver.EVENTBRIDGE
+    ).values_list("pk", flat=True))
 
 
 def job_delete(*, job: Job) -> None:
@@ -35,14 +42,55 @@ def job_delete(*, job: Job) -> None:
         job.delete()
 
 
+# Changing any of these moves the schedule's next fire time (and the remote schedule).
+SCHEDULE_TIMING_FIELDS = ("cron", "timezone", "enabled", "driver", "start_at", "end_at")
+# Set by the tick and the EventBridge sync, never by a form: a stale copy must not roll them back.
+SCHEDULE_SYSTEM_FIELDS = ("next_fire_at", "last_fired_at", "remote_synced_at", "remote_error")
+
+
 def schedule_save(*, schedule: Schedule) -> Schedule:
-    """Validate and save a schedule; every schedule change goes through here (drivers are told)."""
+    """Validate and save a schedule; every schedule change goes through here.
+
+    The beat driver's `next_fire_at` is recomputed from now when the cron, zone, enabled flag,
+    driver, start or end changed; the EventBridge driver is told after commit.
+    """
+    from jobs.scheduling.eventbridge import schedules_remote_sync_queue
+    from jobs.scheduling.times import next_fire_at
+
     schedule.full_clean()
     with transaction.atomic():
+        previous = None
+        if schedule.pk:
+            previous = Schedule.objects.select_for_update().filter(pk=schedule.pk).values(
+                *SCHEDULE_TIMING_FIELDS, *SCHEDULE_SYSTEM_FIELDS
+            ).first()
+        if previous is not None:
+            for name in SCHEDULE_SYSTEM_FIELDS:
+                setattr(schedule, name, previous[name])
+        if previous is None or any(previous[name] != getattr(schedule, name) for name in SCHEDULE_TIMING_FIELDS):
+            schedule.next_fire_at = None
+            if schedule.enabled and schedule.driver == ScheduleDriver.BEAT:
+                schedule.next_fire_at = next_fire_at(
+                    cron=schedule.cron, tz_name=schedule.timezone, after=timezone.now(),
+                    start_at=schedule.start_at, end_at=schedule.end_at,
+                )
         schedule.save()
+        was_remote = previous is not None and previous["driver"] == ScheduleDriver.EVENTBRIDGE
+        if was_remote or schedule.driver == ScheduleDriver.EVENTBRIDGE:
+            schedules_remote_sync_queue(schedule_ids=[schedule.pk])
     return schedule
 
 
 def schedule_delete(*, schedule: Schedule) -> None:
+    """Delete a schedule; its runs stay (their schedule becomes empty) and a remote one is deleted
+    after commit (by the post_delete hook, which also covers job deletes and bulk deletes)."""
     with transaction.atomic():
         schedule.delete()
+
+
+def schedule_deleted(*, schedule: Schedule) -> None:
+    """post_delete hook for Schedule: a cascade from a job or a queryset delete has no other caller."""
+    if schedule.driver == ScheduleDriver.EVENTBRIDGE:
+        from jobs.scheduling.eventbridge import schedules_remote_sync_queue
+
+        schedules_remote_sync_queue(schedule_ids=[schedule.pk])

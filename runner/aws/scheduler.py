@@ -1,0 +1,96 @@
+"""EventBridge Scheduler calls (the `scheduler` API, not EventBridge rules).
+
+Thin wrappers over the cached client: errors become SchedulerError with AWS's code and message,
+"not found" becomes None/False, and a missing schedule group is created on first use.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runner.aws.client import aws_client
+
+NOT_FOUND = "ResourceNotFoundException"
+CONFLICT = "ConflictException"
+
+
+class SchedulerError(Exception):
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _call(operation: str, **params) -> dict:
+    try:
+        return getattr(aws_client("scheduler"), operation)(**params)
+    except ClientError as exc:
+        message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+        raise SchedulerError(f"EventBridge Scheduler {operation} failed: {_code(exc)}: {message}",
+                             code=_code(exc)) from exc
+    except BotoCoreError as exc:
+        raise SchedulerError(f"EventBridge Scheduler {operation} failed: {exc}", code="connection") from exc
+
+
+def scheduler_group_ensure(*, group: str) -> None:
+    try:
+        _call("create_schedule_group", Name=group)
+    except SchedulerError as exc:
+        if exc.code != CONFLICT:
+            raise
+
+
+def scheduler_schedule_get(*, name: str, group: str) -> dict | None:
+    try:
+        return _call("get_schedule", Name=name, GroupName=group)
+    except SchedulerError as exc:
+        if exc.code == NOT_FOUND:
+            return None
+        raise
+
+
+def scheduler_schedule_create(*, spec: dict) -> None:
+    """CreateSchedule; `spec` holds its parameters (Name, GroupName, ScheduleExpression, ...)."""
+    try:
+        _call("create_schedule", **spec)
+    except SchedulerError as exc:
+        if exc.code != NOT_FOUND:
+            raise
+        # The group does not exist yet (first schedule, or someone deleted it).
+        scheduler_group_ensure(group=spec["GroupName"])
+        _call("create_schedule", **spec)
+
+
+def scheduler_schedule_update(*, spec: dict) -> None:
+    """UpdateSchedule replaces every setting; anything left out returns to its default."""
+    _call("update_schedule", **spec)
+
+
+def scheduler_schedule_delete(*, name: str, group: str) -> bool:
+    try:
+        _call("delete_schedule", Name=name, GroupName=group)
+    except SchedulerError as exc:
+        if exc.code == NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def scheduler_schedules_list(*, group: str, prefix: str) -> list[dict]:
+    """Summaries (Name, State, ...) of the group's schedules whose names start with `prefix`."""
+    found: list[dict] = []
+    params = {"GroupName": group, "NamePrefix": prefix}
+    while True:
+        try:
+            page = _call("list_schedules", **params)
+        except SchedulerError as exc:
+            if exc.code == NOT_FOUND:
+                return found
+            raise
+        found.extend(page.get("Schedules", []))
+        if not page.get("NextToken"):
+            return found
+        params["NextToken"] = page["NextToken"]

@@ -78,16 +78,29 @@ class JobAdmin(admin.ModelAdmin):
             services.schedule_save(schedule=schedule)
         formset.save_m2m()
 
-    def delete_model(self, request, obj):
-        try:
-            services.job_delete(job=obj)
-        except ProcessRefused as exc:
-            # The admin's delete view has no error path; say why and keep the job.
-            self.message_user(request, exc.message, messages.ERROR)
+    def delete_view(self, request, object_id, extra_context=None):
+        if request.method == "POST":
+            job = self.get_object(request, object_id)
+            if job is not None and self.has_delete_permission(request, job):
+                try:
+                    services.job_delete(job=job)
+                except ProcessRefused as exc:
+                    self.message_user(request, exc.message, messages.ERROR)
+                    return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
+                self.message_user(request, f"The job {job.name!r} was deleted.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:jobs_job_changelist"))
+        return super().delete_view(request, object_id, extra_context)
 
     def delete_queryset(self, request, queryset):
+        deleted, refused = 0, []
         for job in queryset:
-            self.delete_model(request, job)
+            try:
+                services.job_delete(job=job)
+                deleted += 1
+            except ProcessRefused as exc:
+                refused.append(exc.message)
+        for reason in refused:
+            self.message_user(request, reason, messages.ERROR)
 
     @admin.display(description="recent runs")
     def recent_runs(self, obj: Job):

@@ -117,6 +117,9 @@ def main() -> int:
         events.send("error", kind="no_main", message="The template has no main(ctx) function.")
         return EXIT_TEMPLATE_ERROR
 
+    # Tells the runner the template is in main(ctx): it loads Django only now, so the two do
+    # not compete for the CPU while the template starts.
+    events.send("main")
     try:
         entry(ctx)
     except SystemExit as exc:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -41,6 +42,8 @@ SPEC_FILE = "spec.json"
 # How often the tree's resident memory is compared with the limit.
 RSS_CHECK_SECONDS = 0.5
 PR_SET_PDEATHSIG = 1
+# Longest the recorder waits for the template to reach main(ctx) before it loads Django anyway.
+MAIN_WAIT_SECONDS = 3.0
 
 FAILED = "failed"
 SUCCEEDED = "succeeded"
@@ -132,6 +135,8 @@ class Runner:
         self.child: subprocess.Popen | None = None
         self.child_started = 0.0
         self.events_fd: int | None = None
+        # Events read before the recorder was ready.
+        self.pending = b""
         self.interrupted_by: str | None = None
         self.kill_grace_seconds = int(os.environ.get("JTB_KILL_GRACE_SECONDS") or 10)
         self.sequence_offset = 0
@@ -162,8 +167,10 @@ class Runner:
         spec = json.loads((workdir / SPEC_FILE).read_text(encoding="utf-8"))
         self.kill_grace_seconds = int(spec["kill_grace_seconds"])
         if spec["python"] and not self.interrupted_by:
-            # Before Django: the template imports its modules while the recorder starts up.
+            # Before Django: the template starts at once, and the recorder loads Django once the
+            # template is in main(ctx); its events wait in the pipe meanwhile.
             self._child_start(spec, Path(spec["python"]), workdir)
+            self._wait_for_main(MAIN_WAIT_SECONDS)
         django_setup()
         say(f"process {self.process_id} of job {spec['job']!r} started (attempt {spec['attempt']})")
         try:
@@ -296,6 +303,21 @@ class Runner:
         os.close(write_fd)
         self.events_fd = read_fd
 
+    def _wait_for_main(self, limit: float) -> None:
+        """Read the child's first events until it reports main(ctx), it exits, or `limit` passes."""
+        deadline = time.monotonic() + limit
+        while b'"event": "main"' not in self.pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            ready, _, _ = select.select([self.events_fd], [], [], remaining)
+            if not ready:
+                return
+            chunk = os.read(self.events_fd, 65536)
+            if not chunk:
+                return
+            self.pending += chunk
+
     def _child_follow(self, spec: dict) -> Outcome:
         timeout = int(spec["timeout_seconds"])
         report, stop = self._follow(self.events_fd, self.child_started + timeout, int(spec["memory_mib"]))
@@ -319,7 +341,12 @@ class Runner:
         selector = selectors.DefaultSelector()
         stream = os.fdopen(read_fd, "rb")
         selector.register(stream, selectors.EVENT_READ)
-        buffer = b""
+        buffer, self.pending = self.pending, b""
+        if b"\n" in buffer:
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    self._handle_event(json.loads(line), report)
         next_rss_check = 0.0
         try:
             while True:

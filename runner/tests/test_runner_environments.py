@@ -99,7 +99,7 @@ def test_modules_come_from_the_index_in_settings(fresh):
     templates, env = fresh
     job = make_job(templates, USES_MODULE, python_modules=[MODULE])
     process = start(job)
-    runner_run(process, {**env, "JTB_PACKAGE_INDEX_URL": "http://127.0.0.1:9/simple", "UV_NO_CACHE": "1"})
+    runner_run(process, {**env, "JTB_PACKAGE_INDEX_URL": "http://127.0.0.1:9/simple", "UV_NO_CACHE": "1", "UV_HTTP_RETRIES": "0"})
     process.refresh_from_db()
     assert process.status == ProcessStatus.FAILED
     assert "127.0.0.1:9" in process.tasks.get(name=INSTALL_TASK).error

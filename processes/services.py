@@ -375,12 +375,23 @@ def processes_reap_lost(*, older_than_seconds: int) -> list[int]:
     )
     reaped = []
     for process in stale:
-        if get_executor(process.executor or None).is_alive(process):
+        try:
+            alive = get_executor(process.executor or None).is_alive(process)
+        except Exception:  # the executor cannot say (AWS unreachable): ask again next time
+            logger.warning("Process %s: could not ask its executor whether it runs", process.pk, exc_info=True)
+            continue
+        if alive:
             continue
         last = timezone.localtime(process.heartbeat_at).strftime("%Y-%m-%d %H:%M:%S %Z")
-        if process_finish(
-            process_id=process.pk, status=ProcessStatus.FAILED,
-            failure_reason=f"Runner lost: no heartbeat since {last}.",
-        ):
-            reaped.append(process.pk)
+        with transaction.atomic():
+            # A runner back from a database outage may have beaten since the executor was asked:
+            # only a run whose heartbeat is still old is failed (the row lock holds off its beat).
+            still_lost = Process.objects.select_for_update().filter(
+                pk=process.pk, status=ProcessStatus.RUNNING, heartbeat_at__lt=cutoff
+            ).exists()
+            if still_lost and process_finish(
+                process_id=process.pk, status=ProcessStatus.FAILED,
+                failure_reason=f"Runner lost: no heartbeat since {last}.",
+            ):
+                reaped.append(process.pk)
     return reaped

@@ -1,0 +1,112 @@
+"""Clean shutdown: SIGTERM/SIGINT are recorded within the grace period; SIGKILL is caught by the reaper."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+from django.utils import timezone
+
+from processes.models import Process, ProcessStatus, TaskStatus
+from processes.services import processes_reap_lost
+from runner.tests.test_runner_support import make_job, runner_popen, start, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+GRACE = 5
+# Writes its pid, then waits in a task; with "stubborn" it ignores SIGTERM.
+WAITS = """
+import os, signal, time
+def main(ctx):
+    if ctx.params.get("stubborn"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with ctx.task("prepare"):
+        open(ctx.params["pid_file"], "w").write(str(os.getpid()))
+    with ctx.task("wait"):
+        time.sleep(300)
+"""
+
+
+@pytest.fixture
+def running(tmp_path, settings, subprocess_env):
+    """Start a runner on the WAITS template; returns (process, runner, template pid) once it waits."""
+    root = tmp_path / "templates"
+    root.mkdir()
+    settings.JTB_TEMPLATE_ROOT = root
+    env = {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root), "JTB_KILL_GRACE_SECONDS": str(GRACE),
+           "JTB_HEARTBEAT_SECONDS": "60"}
+    job = make_job(root, WAITS)
+
+    def begin(**parameters):
+        pid_file = tmp_path / f"template-{len(list(tmp_path.glob('template-*')))}.pid"
+        process = start(job, {"pid_file": str(pid_file), **parameters})
+        runner = runner_popen(process, env)
+        wait_for(lambda: process.tasks.filter(name="wait").exists(), timeout=60)
+        return process, runner, int(pid_file.read_text())
+
+    return begin
+
+
+def gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def stop(runner, sig: int) -> float:
+    """Send `sig` to the runner; seconds until it exited."""
+    sent = time.monotonic()
+    runner.send_signal(sig)
+    runner.communicate(timeout=60)
+    return time.monotonic() - sent
+
+
+def test_sigterm_records_the_task_and_the_process_as_interrupted_within_the_grace_period(running):
+    process, runner, template = running()
+    took = stop(runner, signal.SIGTERM)
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.FAILED
+    assert process.failure_reason == "Interrupted (SIGTERM)."
+    assert process.tasks.get(name="wait").status == TaskStatus.FAILED
+    assert process.tasks.get(name="prepare").status == TaskStatus.SUCCEEDED
+    assert took < GRACE
+    assert gone(template)
+
+
+def test_a_template_ignoring_sigterm_is_killed_and_still_recorded_within_the_grace_period(running):
+    process, runner, template = running(stubborn=True)
+    took = stop(runner, signal.SIGTERM)
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.FAILED
+    assert "interrupted" in process.failure_reason.lower()
+    assert took < GRACE
+    assert gone(template)
+
+
+def test_sigint_after_a_users_cancel_records_cancelled(running):
+    process, runner, template = running()
+    # What process_cancel writes before the executor stops the run.
+    Process.objects.filter(pk=process.pk).update(cancel_requested_at=timezone.now(), failure_reason="Cancelled by ann.")
+    stop(runner, signal.SIGINT)
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.CANCELLED
+    assert process.failure_reason == "Cancelled by ann."
+    assert process.tasks.get(name="wait").status == TaskStatus.FAILED
+    assert gone(template)
+
+
+def test_sigkilled_runner_takes_its_template_along_and_the_reaper_fails_the_run_as_runner_lost(running):
+    process, runner, template = running()
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.communicate(timeout=30)
+    wait_for(lambda: gone(template), timeout=10)
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.RUNNING  # nobody could record it
+
+    time.sleep(1.2)
+    assert processes_reap_lost(older_than_seconds=1) == [process.pk]
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.FAILED
+    assert process.failure_reason.startswith("Runner lost: no heartbeat since ")
+    assert process.tasks.get(name="wait").status == TaskStatus.FAILED

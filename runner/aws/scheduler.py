@@ -36,6 +36,14 @@ def _call(operation: str, **params) -> dict:
 
 
 def scheduler_group_ensure(*, group: str) -> None:
+    """Create the schedule group unless it exists (looked up first: creating an existing group
+    must never be relied on to fail harmlessly)."""
+    try:
+        _call("get_schedule_group", Name=group)
+        return
+    except SchedulerError as exc:
+        if exc.code != NOT_FOUND:
+            raise
     try:
         _call("create_schedule_group", Name=group)
     except SchedulerError as exc:
@@ -53,15 +61,13 @@ def scheduler_schedule_get(*, name: str, group: str) -> dict | None:
 
 
 def scheduler_schedule_create(*, spec: dict) -> None:
-    """CreateSchedule; `spec` holds its parameters (Name, GroupName, ScheduleExpression, ...)."""
-    try:
-        _call("create_schedule", **spec)
-    except SchedulerError as exc:
-        if exc.code != NOT_FOUND:
-            raise
-        # The group does not exist yet (first schedule, or someone deleted it).
-        scheduler_group_ensure(group=spec["GroupName"])
-        _call("create_schedule", **spec)
+    """CreateSchedule; `spec` holds its parameters (Name, GroupName, ScheduleExpression, ...).
+
+    The group is ensured first: creates are rare (one per new schedule), and a group someone
+    deleted would otherwise fail every create.
+    """
+    scheduler_group_ensure(group=spec["GroupName"])
+    _call("create_schedule", **spec)
 
 
 def scheduler_schedule_update(*, spec: dict) -> None:

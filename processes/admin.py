@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
 from jobtarget_batch.admin_tools import CappedCountPaginator, format_duration
 from jobs.models import Job
@@ -86,11 +92,13 @@ class ProcessAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["job", "status_badge", "failure_reason", "trigger", "triggered_by", "parameters", "rerun_of"]}),
         ("Times", {"fields": ["created_at", "submitted_at", "started_at", "finished_at", "run_duration", "heartbeat_at"]}),
-        ("Execution", {"fields": ["executor", "external_id", "executor_state", "executor_status_reason", "attempt",
-                                  "exit_code", "schedule", "scheduled_for", "snapshot"]}),
-        ("Log", {"fields": ["log_tail"]}),
+        ("Execution", {"classes": ["collapse"], "fields": [
+            "executor", "external_id", "executor_state", "executor_status_reason", "attempt", "exit_code",
+            "schedule", "scheduled_for", "snapshot"]}),
     ]
+    # The log comes after the tasks (see the change form template), so it is not in a fieldset.
     readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
+    change_form_template = "admin/processes/process/change_form.html"
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -128,6 +136,49 @@ class ProcessAdmin(admin.ModelAdmin):
             '<pre id="process-log" style="white-space:pre-wrap;max-height:40em;overflow:auto">{}</pre>',
             text or "(no output yet)",
         )
+
+    def get_urls(self):
+        return [
+            path("<int:process_id>/rerun/", self.admin_site.admin_view(self.rerun_view), name="processes_process_rerun"),
+            path("<int:process_id>/cancel/", self.admin_site.admin_view(self.cancel_view),
+                 name="processes_process_cancel"),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        can_run = bool(obj and self.has_run_permission(request, obj))
+        context.update({
+            "can_rerun": can_run and obj.status in (ProcessStatus.FAILED, ProcessStatus.CANCELLED),
+            "can_cancel": can_run and not obj.is_finished,
+            "log_tail": self.log_tail(obj) if obj else "",
+        })
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    @method_decorator(require_POST)
+    def rerun_view(self, request, process_id: int):
+        process = get_object_or_404(Process.objects.select_related("job"), pk=process_id)
+        if not self.has_run_permission(request, process):
+            raise PermissionDenied
+        try:
+            rerun = process_rerun(process=process, user=request.user)
+        except ProcessRefused as exc:
+            self.message_user(request, exc.message, messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:processes_process_change", args=[process.pk]))
+        self.message_user(request, f"Started rerun #{rerun.pk} of process #{process.pk}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:processes_process_change", args=[rerun.pk]))
+
+    @method_decorator(require_POST)
+    def cancel_view(self, request, process_id: int):
+        process = get_object_or_404(Process.objects.select_related("job"), pk=process_id)
+        if not self.has_run_permission(request, process):
+            raise PermissionDenied
+        try:
+            process_cancel(process=process, user=request.user)
+        except ProcessRefused as exc:
+            self.message_user(request, exc.message, messages.WARNING)
+        else:
+            self.message_user(request, f"Asked process #{process.pk} to stop.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:processes_process_change", args=[process.pk]))
 
     @admin.action(description="Rerun selected failed or cancelled processes", permissions=["run"])
     def rerun(self, request, queryset):

@@ -235,3 +235,23 @@ def test_job_page_lists_recent_runs(admin_client, job):
     for process in Process.objects.filter(job=job):
         assert reverse("admin:processes_process_change", args=[process.pk]) in body
     assert Task.objects.filter(process__job=job).count() == 3
+
+
+def test_rerun_button_on_a_failed_process_opens_the_new_run(admin_client, job):
+    failed = services.process_start(job=job, trigger=Trigger.MANUAL)
+    services.process_finish(process_id=failed.pk, status=ProcessStatus.FAILED, failure_reason="boom")
+    page = admin_client.get(reverse("admin:processes_process_change", args=[failed.pk])).content.decode()
+    assert 'id="rerun-button"' in page and 'id="cancel-button"' not in page
+    response = admin_client.post(reverse("admin:processes_process_rerun", args=[failed.pk]))
+    rerun = Process.objects.get(rerun_of=failed)
+    assert response["Location"] == reverse("admin:processes_process_change", args=[rerun.pk])
+
+
+def test_cancel_button_on_a_queued_process_cancels_it(admin_client, job):
+    process = services.process_start(job=job, trigger=Trigger.MANUAL)
+    page = admin_client.get(reverse("admin:processes_process_change", args=[process.pk])).content.decode()
+    assert 'id="cancel-button"' in page and 'id="rerun-button"' not in page
+    admin_client.post(reverse("admin:processes_process_cancel", args=[process.pk]))
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.CANCELLED
+    assert admin_client.get(reverse("admin:processes_process_cancel", args=[process.pk])).status_code == 405

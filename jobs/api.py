@@ -39,6 +39,7 @@ def _apply(instance, data: dict):
 )
 class JobViewSet(viewsets.ModelViewSet):
     queryset = Job.objects.order_by("name")
+    lookup_value_regex = "[^/]+"
     serializer_class = JobSerializer
     permission_classes = [ModelPermissions]
 
@@ -80,6 +81,7 @@ class JobViewSet(viewsets.ModelViewSet):
 
 class ScheduleViewSet(viewsets.ModelViewSet):
     queryset = Schedule.objects.order_by("job_id", "id")
+    lookup_value_regex = "[^/]+"
     serializer_class = ScheduleSerializer
     permission_classes = [ModelPermissions]
 

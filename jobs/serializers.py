@@ -6,7 +6,6 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs import cron
 from jobs.models import Job, Schedule
 from jobtarget_batch.api.fields import JSONObjectField, StrictFieldsMixin, StringListField, StringMapField
 
@@ -34,22 +33,33 @@ class JobSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
 
 class ScheduleSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    description = serializers.SerializerMethodField(help_text="The cron in words, e.g. \"At 06:00\".")
+    # The contract's `description` is the cron in words; the model's free-text description
+    # (why the schedule exists) is `notes` here.
+    notes = serializers.CharField(
+        source="description", required=False, allow_blank=True,
+        help_text=Schedule._meta.get_field("description").help_text,
+    )
+    description = serializers.CharField(
+        source="cron_description", read_only=True, help_text="The cron in words, e.g. \"At 06:00 AM\".",
+    )
     next_runs = serializers.SerializerMethodField(
-        help_text="The next five fire times in the schedule's time zone, ISO 8601 with its offset; "
-        "empty while the schedule is disabled."
+        help_text="The next five fire times in the schedule's time zone (ISO 8601 with its offset), within "
+        "its start and end; empty while the schedule is disabled."
     )
 
     class Meta:
         model = Schedule
-        fields = ["id", "job", "cron", "timezone", "enabled", "description", "next_runs", "created_at", "updated_at"]
-        read_only_fields = ["id", "created_at", "updated_at"]
-
-    def get_description(self, schedule: Schedule) -> str:
-        return cron.describe(schedule.cron)
+        fields = [
+            "id", "job", "cron", "timezone", "enabled", "driver", "start_at", "end_at", "notes",
+            "description", "next_runs", "next_fire_at", "last_fired_at", "remote_synced_at", "remote_error",
+            "created_at", "updated_at",
+        ]
+        read_only_fields = [
+            "id", "next_fire_at", "last_fired_at", "remote_synced_at", "remote_error", "created_at", "updated_at",
+        ]
 
     @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
     def get_next_runs(self, schedule: Schedule) -> list[str]:
         if not schedule.enabled:
             return []
-        return [moment.isoformat() for moment in cron.next_runs(schedule.cron, schedule.timezone, 5)]
+        return [moment.isoformat() for moment in schedule.next_fire_times(5)]

@@ -39,6 +39,8 @@ NEXT_OFFSET_HEADER = "X-Next-Offset"
 )
 class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Process.objects.all()
+    # Any id text reaches the view, so a malformed one is a JSON 404 like an unknown one.
+    lookup_value_regex = "[^/]+"
     serializer_class = ProcessSerializer
     permission_classes = [ModelPermissions]
     pagination_class = ProcessCursorPagination
@@ -60,7 +62,8 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return queryset
 
     def _filter(self, queryset):
-        query = ProcessFilterSerializer(data=self.request.query_params)
+        # A plain dict, so an empty value is invalid rather than "not given".
+        query = ProcessFilterSerializer(data=self.request.query_params.dict())
         query.is_valid(raise_exception=True)
         filters = query.validated_data
         if "job" in filters:
@@ -112,7 +115,7 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     )
     @action(detail=True, methods=["get"], content_negotiation_class=FixedFormatNegotiation)
     def logs(self, request, pk=None):
-        query = LogQuerySerializer(data=request.query_params)
+        query = LogQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         chunk = selectors.process_log_read(process=self.get_object(), offset=query.validated_data["offset"])
         response = HttpResponse(chunk.text, content_type="text/plain; charset=utf-8")
@@ -142,7 +145,13 @@ class RunsView(APIView):
             for index, run in enumerate(runs) if run["job"] not in jobs
         }
         if missing:
-            raise ValidationError({"runs": missing})
+            # Report bad parameters too, so one answer names every bad entry.
+            for index, run in enumerate(runs):
+                try:
+                    services.validate_run_parameters(run["parameters"])
+                except DjangoValidationError as exc:
+                    missing.setdefault(index, {})["parameters"] = exc.messages
+            raise ValidationError({"runs": dict(sorted(missing.items()))})
         requests = [services.RunRequest(job=jobs[run["job"]], parameters=run["parameters"]) for run in runs]
         try:
             processes = services.process_start_many(requests=requests, trigger=Trigger.API, user=request.user)

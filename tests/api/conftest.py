@@ -74,3 +74,9 @@ def dispatches(monkeypatch, django_capture_on_commit_callbacks):
         monkeypatch.undo()
 
     return capture
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The token exchange checks passwords on every call; the default hasher costs ~0.3 s each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

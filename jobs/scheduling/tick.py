@@ -47,6 +47,9 @@ def schedules_tick(*, now: datetime | None = None, batch_size: int | None = None
     now = now or timezone.now()
     batch_size = batch_size or settings.JTB_SCHEDULE_TICK_BATCH
     result = TickResult()
+    if not _more_due(now):
+        # Most ticks: one indexed read, no transaction, no locks.
+        return result
     while True:
         with transaction.atomic():
             claimed = _claim_batch(now=now, batch_size=batch_size)

@@ -54,7 +54,7 @@ class TokenBucket:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens: float | None = None
-        self._last = time.monotonic()
+        self._last = 0.0
 
     def take(self, rate: float) -> None:
         # A fifth of a second's worth may go out at once; past that, calls are spaced evenly.
@@ -63,8 +63,8 @@ class TokenBucket:
             with self._lock:
                 now = time.monotonic()
                 if self._tokens is None:
-                    self._tokens = capacity
-                self._tokens = min(capacity, self._tokens + (now - self._last) * rate)
+                    self._tokens, self._last = capacity, now
+                self._tokens = min(capacity, self._tokens + max(0.0, now - self._last) * rate)
                 self._last = now
                 if self._tokens >= 1:
                     self._tokens -= 1

@@ -13,11 +13,12 @@ ERROR_DESCRIPTIONS = {
     "403": "Authenticated, but without the permission this needs.",
     "404": "No such object.",
     "409": "Refused in the current state; `message` says why.",
+    "413": "The request body is larger than the server accepts.",
 }
 
 
 class AutoSchema(openapi.AutoSchema):
-    """Adds 400/401/403 (and 404 on object paths) to every operation; views add 409 themselves."""
+    """Adds 400/401/403 (404 on object paths, 413 with a body) to every operation; views add 409."""
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
@@ -26,6 +27,8 @@ class AutoSchema(openapi.AutoSchema):
             codes += ["401", "403"]
         if "{" in self.path:
             codes.append("404")
+        if self.method in ("POST", "PUT", "PATCH"):
+            codes.append("413")
         for code in codes:
             if code not in responses:
                 responses[code] = self._get_response_for_code(

@@ -34,6 +34,8 @@ class ProcessSummarySerializer(serializers.ModelSerializer):
             "id", "job", "job_name", "status", "trigger", "triggered_by", "parameters", "executor",
             "external_id", "attempt", "created_at", "submitted_at", "started_at", "finished_at", "exit_code",
             "failure_reason", "rerun_of",
+            # Beyond the contract's list: why a run waits, which tick started it, what its executor says.
+            "held", "schedule", "scheduled_for", "cancel_requested_at", "executor_state", "executor_status_reason",
         ]
         read_only_fields = fields
 

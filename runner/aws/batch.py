@@ -66,10 +66,10 @@ class TokenBucket:
                     self._tokens, self._last = capacity, now
                 self._tokens = min(capacity, self._tokens + max(0.0, now - self._last) * rate)
                 self._last = now
-                if self._tokens >= 1:
+                if self._tokens >= 1 - 1e-9:  # float sums of refills land a hair under 1
                     self._tokens -= 1
                     return
-                wait = (1 - self._tokens) / rate
+                wait = max((1 - self._tokens) / rate, 0.001)
             time.sleep(wait)
 
 

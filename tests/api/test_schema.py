@@ -155,3 +155,12 @@ def test_a_view_only_user_reads_everything_and_gets_403_on_every_write(make_user
             assert response.status_code == 200, (method, path, response.status_code)
 
     assert before == (Process.objects.count(), [job.updated_at for job in jobs])
+
+
+def test_schema_swagger_ui_and_redoc_are_served(db):
+    client = APIClient()
+
+    document = client.get(SCHEMA_URL).json()
+    assert document["openapi"].startswith("3.") and "/api/v1/runs/" in document["paths"]
+    assert client.get("/api/docs/").status_code == 200
+    assert client.get("/api/redoc/").status_code == 200

@@ -6,11 +6,14 @@ from celery import shared_task
 
 
 @shared_task(name="jobs.tasks.schedules_tick", ignore_result=True)
-def schedules_tick() -> int:
-    """Beat sends this every JTB_SCHEDULE_TICK_SECONDS: start every due beat schedule."""
+def schedules_tick(helper: bool = False) -> int:
+    """Beat sends this every JTB_SCHEDULE_TICK_SECONDS: start every due beat schedule.
+
+    A busy tick sends a few more with `helper=True` so other workers share the work.
+    """
     from jobs.scheduling.tick import schedules_tick as tick
 
-    return tick().started
+    return tick(fan_out=not helper).started
 
 
 @shared_task(name="jobs.tasks.sync_schedules", ignore_result=True)

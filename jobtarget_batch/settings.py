@@ -307,6 +307,8 @@ JTB_SCHEDULE_DEFAULT_TIMEZONE = env_str("JTB_SCHEDULE_DEFAULT_TIMEZONE", TIME_ZO
 JTB_SCHEDULE_TICK_SECONDS = env_int("JTB_SCHEDULE_TICK_SECONDS", 2, minimum=1)
 # Schedules claimed and started per transaction by one tick.
 JTB_SCHEDULE_TICK_BATCH = env_int("JTB_SCHEDULE_TICK_BATCH", 1000, minimum=1)
+# A tick finding more than one batch due asks this many more workers to tick with it.
+JTB_SCHEDULE_TICK_HELPERS = env_int("JTB_SCHEDULE_TICK_HELPERS", 1, minimum=0)
 # A tick is "missed" when it is found due more than this many seconds late (beat or workers
 # were down). Of a schedule's missed ticks at most JTB_SCHEDULE_MISSED_RUNS (the latest ones)
 # still start a run; 0 drops them all.

@@ -42,14 +42,22 @@ class TickResult:
     process_ids: list[int] = field(default_factory=list)
 
 
-def schedules_tick(*, now: datetime | None = None, batch_size: int | None = None) -> TickResult:
-    """Start every due beat schedule's runs; safe to run in several processes at once."""
+def schedules_tick(
+    *, now: datetime | None = None, batch_size: int | None = None, fan_out: bool = False
+) -> TickResult:
+    """Start every due beat schedule's runs; safe to run in several processes at once.
+
+    With `fan_out` (the tick beat sends), a tick that finds more than one batch due asks up to
+    JTB_SCHEDULE_TICK_HELPERS more workers to tick too: SKIP LOCKED gives each its own batches.
+    """
     now = now or timezone.now()
     batch_size = batch_size or settings.JTB_SCHEDULE_TICK_BATCH
     result = TickResult()
     if not _more_due(now):
         # Most ticks: one indexed read, no transaction, no locks.
         return result
+    if fan_out and settings.JTB_SCHEDULE_TICK_HELPERS:
+        _call_helpers(now=now, batch_size=batch_size)
     while True:
         with transaction.atomic():
             claimed = _claim_batch(now=now, batch_size=batch_size)
@@ -85,6 +93,15 @@ def _due_rows(*, now: datetime, batch_size: int):
     return list(queryset.values_list(
         "pk", "job_id", "cron", "timezone", "next_fire_at", "start_at", "end_at"
     )[:batch_size])
+
+
+def _call_helpers(*, now: datetime, batch_size: int) -> None:
+    from jobs.tasks import schedules_tick as tick_task
+
+    limit = batch_size * (settings.JTB_SCHEDULE_TICK_HELPERS + 1)
+    due = Schedule.objects.filter(next_fire_at__lte=now, enabled=True, driver=ScheduleDriver.BEAT)[:limit].count()
+    for _ in range(min(settings.JTB_SCHEDULE_TICK_HELPERS, -(-due // batch_size) - 1)):
+        tick_task.apply_async(kwargs={"helper": True}, expires=60)
 
 
 def _more_due(now: datetime) -> bool:

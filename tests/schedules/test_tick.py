@@ -251,3 +251,18 @@ def test_two_ticks_running_at_once_over_many_ticks_start_one_run_per_tick(make_j
     assert total == 13 * minutes + 5
     # Every run not held behind the queue job's active one was dispatched exactly once.
     assert len(enqueued) == len(set(enqueued)) == total - Process.objects.filter(held=True).count()
+
+
+def test_a_busy_tick_asks_another_worker_to_tick_with_it(make_schedule, at_t0, enqueued, monkeypatch, settings):
+    from jobs import tasks
+
+    settings.JTB_SCHEDULE_TICK_HELPERS = 1
+    helpers = []
+    monkeypatch.setattr(tasks.schedules_tick, "apply_async", lambda **kwargs: helpers.append(kwargs["kwargs"]))
+    for _ in range(3):
+        make_schedule("* * * * *")
+    schedules_tick(now=T0 + timedelta(seconds=1), batch_size=2, fan_out=True)
+    assert helpers == [{"helper": True}]
+    schedules_tick(now=T0 + MINUTE + timedelta(seconds=1), batch_size=5, fan_out=True)  # one batch: alone
+    assert helpers == [{"helper": True}]
+    assert Process.objects.count() == 6

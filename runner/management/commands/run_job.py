@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from jobs.models import Job, Schedule
+from jobs.models import Schedule
 from processes.models import ProcessStatus, Trigger
 from processes.services import ProcessRefused, process_mark_submitted, process_start
 from runner import runtime

@@ -29,23 +29,36 @@ DELAYS = (0.2, 0.5, 1, 2, 3, 5, 5, 8, 10, 10, 15, 15, 15, 15)
 _lock = threading.Lock()
 
 
+# A full server ("too many connections") frees a slot within milliseconds when every client
+# writes briefly: retry soon, at random, for this long, instead of backing off like for an outage.
+BUSY_PAUSE = (0.02, 0.25)
+BUSY_LIMIT_SECONDS = 300
+BUSY_MARKERS = ("too many connections", "remaining connection slots", "too many clients")
+
+
 def db_retry(write: Callable[[], T], *, retries: bool = True) -> T:
-    delays = (*DELAYS, None) if retries else (None,)
+    delays = iter((*DELAYS, None) if retries else (None,))
+    busy_since = None
     with _lock:
         try:
-            for delay in delays:
+            while True:
                 try:
                     return write()
                 except (OperationalError, InterfaceError) as exc:
+                    _close()
+                    if retries and any(marker in str(exc).lower() for marker in BUSY_MARKERS):
+                        busy_since = busy_since or time.monotonic()
+                        if time.monotonic() - busy_since < BUSY_LIMIT_SECONDS:
+                            time.sleep(random.uniform(*BUSY_PAUSE))
+                            continue
+                    delay = next(delays)
                     if delay is None:
                         raise
                     pause = delay * random.uniform(0.75, 1.25)
                     logger.warning("database unavailable (%s); retrying in %.1f s", str(exc).strip(), pause)
-                    _close()
                     time.sleep(pause)
         finally:
             _close()
-    raise AssertionError("unreachable")
 
 
 def _close() -> None:

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from jobtarget_batch.admin_tools import LinesField, format_duration
 from jobs import services
@@ -37,10 +38,90 @@ class JobAdminForm(forms.ModelForm):
         fields = "__all__"
 
 
+def _next_fires_html(schedule: Schedule):
+    if schedule.pk is None or not schedule.enabled:
+        return "—"
+    try:
+        times = schedule.next_fire_times(count=5)
+    except Exception as exc:  # an invalid cron typed before saving; the form shows the error
+        return f"({exc})"
+    if not times:
+        return "No more runs (past its end)."
+    return format_html_join(mark_safe("<br>"), "{}", ((t.strftime("%a %Y-%m-%d %H:%M %Z"),) for t in times))
+
+
 class ScheduleInline(admin.TabularInline):
     model = Schedule
     extra = 0
-    fields = ["cron", "timezone", "enabled"]
+    fields = ["cron", "timezone", "driver", "enabled", "start_at", "end_at", "in_words", "next_fires", "last_fired_at",
+              "remote_error"]
+    readonly_fields = ["in_words", "next_fires", "last_fired_at", "remote_error"]
+
+    @admin.display(description="in words")
+    def in_words(self, schedule: Schedule) -> str:
+        return schedule.cron_description if schedule.pk else "—"
+
+    @admin.display(description="next five runs")
+    def next_fires(self, schedule: Schedule):
+        return _next_fires_html(schedule)
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    list_display = ["id", "job", "cron", "in_words", "timezone", "driver", "enabled", "next_fire_at", "last_fired_at",
+                    "runs_started_count"]
+    list_filter = ["enabled", "driver"]
+    list_select_related = ["job"]
+    search_fields = ["job__name", "cron", "description"]
+    autocomplete_fields = ["job"]
+    readonly_fields = ["in_words", "next_fires", "next_fire_at", "last_fired_at", "runs", "remote_synced_at",
+                       "remote_error", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["job", "cron", "in_words", "timezone", "enabled", "driver", "start_at", "end_at",
+                           "description"]}),
+        ("Firing", {"fields": ["next_fires", "next_fire_at", "last_fired_at", "runs", "remote_synced_at",
+                               "remote_error"]}),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_run_counts()
+
+    def save_model(self, request, obj, form, change):
+        services.schedule_save(schedule=obj)
+
+    def delete_model(self, request, obj):
+        services.schedule_delete(schedule=obj)
+
+    def delete_queryset(self, request, queryset):
+        for schedule in queryset:
+            services.schedule_delete(schedule=schedule)
+
+    @admin.display(description="in words")
+    def in_words(self, schedule: Schedule) -> str:
+        return schedule.cron_description if schedule.pk else "—"
+
+    @admin.display(description="next five runs")
+    def next_fires(self, schedule: Schedule):
+        return _next_fires_html(schedule)
+
+    @admin.display(description="runs started", ordering="runs_started_count")
+    def runs_started_count(self, schedule: Schedule) -> int:
+        return schedule.runs_started_count
+
+    @admin.display(description="runs it started")
+    def runs(self, schedule: Schedule):
+        if schedule.pk is None:
+            return "—"
+        recent = list(schedule.runs_started[:RECENT_RUNS])
+        if not recent:
+            return "None yet."
+        return format_html_join(
+            format_html("<br>"), "<a href=\"{}\">#{}</a> {} — {}",
+            ((reverse("admin:processes_process_change", args=[p.pk]), p.pk,
+              p.scheduled_for.strftime("%Y-%m-%d %H:%M %Z") if p.scheduled_for else "", p.get_status_display())
+             for p in recent),
+        )
 
 
 class RunForm(forms.Form):

@@ -113,7 +113,22 @@ def _validate_s3_template(text: str, parts) -> str:
 def validate_json_object(value, *, what: str) -> dict:
     if not isinstance(value, dict):
         raise ValidationError(f"{what} must be a JSON object, e.g. {{\"since\": \"2024-01-01\"}}.")
+    if _contains_nul(value):
+        # PostgreSQL cannot store NUL in text or JSON; refuse it here with a message.
+        raise ValidationError(f"{what} may not contain NUL (\\u0000) characters.")
     return value
+
+
+def _contains_nul(value, depth: int = 0) -> bool:
+    if depth > 64:
+        raise ValidationError("JSON nested more than 64 levels deep is not accepted.")
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k, depth + 1) or _contains_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item, depth + 1) for item in value)
+    return False
 
 
 def validate_environment(value) -> dict[str, str]:

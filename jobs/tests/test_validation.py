@@ -42,3 +42,12 @@ def test_bad_templates_are_refused(bad):
 def test_good_templates_are_accepted():
     assert validate_template("examples/hello.py") == "examples/hello.py"
     assert validate_template("s3://my-bucket/jobs/r.py?versionId=abc") == "s3://my-bucket/jobs/r.py?versionId=abc"
+
+
+def test_json_with_nul_characters_is_refused_before_the_database_sees_it():
+    from jobs.validation import validate_environment, validate_json_object
+
+    with pytest.raises(ValidationError, match="NUL"):
+        validate_json_object({"a": ["ok", "bad\0"]}, what="Parameters")
+    with pytest.raises(ValidationError):
+        validate_environment({"NAME": "x\0y"})

@@ -203,6 +203,7 @@ def test_job_form_saves_modules_and_emails_typed_one_per_line(admin_client):
         ("notify_emails", "not-an-email"),
         ("environment", '{"PATH": "/tmp"}'),
         ("parameters", "[1, 2]"),
+        ("parameters", '{"a": "\\u0000"}'),
     ],
 )
 def test_job_form_refuses_bad_input_with_a_message_and_saves_nothing(admin_client, field, value):

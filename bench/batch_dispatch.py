@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from tests.moto import FAKE_CREDENTIALS, start_moto  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
-THREADS = 8
+THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 PACE = os.environ.get("BENCH_SUBMITS_PER_SECOND", "1000")
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/11")
@@ -36,8 +36,8 @@ DB_NAME = f"jtb_bench_batch_{os.getpid()}"
 QUEUE = f"jtb-bench-batch-{os.getpid()}"
 
 
-def setup_batch(client) -> None:
-    iam_role = "arn:aws:iam::123456789012:role/batch-service"
+def setup_batch(client, iam) -> None:
+    iam_role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     environment = client.create_compute_environment(
         computeEnvironmentName="bench", type="UNMANAGED", state="ENABLED", serviceRole=iam_role,
     )["computeEnvironmentArn"]
@@ -84,7 +84,7 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
         batch = aws_client("batch")
-        setup_batch(batch)
+        setup_batch(batch, aws_client("iam"))
         call_command("batch_sync", stdout=open(os.devnull, "w"))
         celery_app.conf.task_default_queue = QUEUE
         job = Job.objects.create(name="bench", template="s3://bench/job.py", memory_mib=512)

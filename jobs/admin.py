@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -124,6 +125,14 @@ class ScheduleAdmin(admin.ModelAdmin):
         )
 
 
+class TemplateUploadForm(forms.Form):
+    file = forms.FileField(
+        label="Template file",
+        help_text="A Python file with a main(ctx) function, e.g. nightly_report.py. It is stored in S3 for AWS Batch "
+        "runs, or under the template folder for local runs.",
+    )
+
+
 class RunForm(forms.Form):
     parameters = forms.JSONField(
         required=False, initial=dict,
@@ -224,6 +233,10 @@ class JobAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path("<int:job_id>/run/", self.admin_site.admin_view(self.run_view), name="jobs_job_run"),
+            path("upload-template/", self.admin_site.admin_view(self.upload_template_view),
+                 name="jobs_job_upload_template"),
+            path("<int:job_id>/upload-template/", self.admin_site.admin_view(self.upload_template_view),
+                 name="jobs_job_upload_job_template"),
             *super().get_urls(),
         ]
 
@@ -254,6 +267,40 @@ class JobAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/jobs/job/run.html", context)
 
+    # Not atomic on purpose: the file goes to S3 first (a network call), then the job is saved in
+    # its own short transaction by job_save.
+    def upload_template_view(self, request, job_id: int | None = None):
+        job = get_object_or_404(Job, pk=job_id) if job_id else None
+        allowed = self.has_change_permission(request, job) if job else self.has_add_permission(request)
+        if not allowed:
+            raise PermissionDenied
+        form = TemplateUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            from runner.template_upload import template_store
+
+            upload = form.cleaned_data["file"]
+            try:
+                uri = template_store(filename=upload.name, content=upload.read())
+            except ValidationError as exc:
+                form.add_error("file", exc.messages)
+            else:
+                if job is None:
+                    self.message_user(request, f"Stored the template as {uri}.", messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:jobs_job_add") + "?" + urlencode({"template": uri}))
+                job.template = uri
+                services.job_save(job=job)
+                self.message_user(request, f"The job now runs the uploaded template {uri}.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Upload a template for {job.name}" if job else "Upload a template for a new job",
+            "job": job,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/jobs/job/upload_template.html", context)
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_run"] = bool(obj and obj.pk and self.has_run_permission(request, obj))
+        context["can_upload"] = self.has_change_permission(request, obj) if obj and obj.pk else self.has_add_permission(request)
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -220,12 +220,24 @@ def processes_enqueue(*, process_ids: Iterable[int]) -> None:
 
 def process_dispatch(*, process_id: int) -> None:
     """Hand a queued run to the executor in settings. Safe to call twice for the same run."""
+    processes_dispatch(process_ids=[process_id])
+
+
+def processes_dispatch(*, process_ids: Sequence[int]) -> None:
+    """Hand queued runs (a dispatch message's chunk) to the executor in settings, loaded in one query.
+
+    Runs no longer queued, or held behind an active run of their job, are skipped; the executor's
+    claim decides between two workers, so calling this twice for the same runs is safe.
+    """
     from runner.executors import get_executor
 
-    process = Process.objects.select_related("job").filter(pk=process_id).first()
-    if process is None or process.status != ProcessStatus.QUEUED or process.held:
-        return
-    get_executor().submit(process)
+    processes = list(
+        Process.objects.select_related("job")
+        .filter(pk__in=list(process_ids), status=ProcessStatus.QUEUED, held=False)
+        .order_by("pk")
+    )
+    if processes:
+        get_executor().submit_many(processes)
 
 
 def process_claim(*, process_id: int, to_status: str, from_statuses: Sequence[str], **fields) -> bool:

@@ -10,8 +10,7 @@ from processes import services
 
 @shared_task(name="processes.tasks.dispatch_processes")
 def dispatch_processes(process_ids: list[int]) -> None:
-    for process_id in process_ids:
-        services.process_dispatch(process_id=process_id)
+    services.processes_dispatch(process_ids=process_ids)
 
 
 @shared_task(name="processes.tasks.reap_lost_processes")

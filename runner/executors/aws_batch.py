@@ -7,6 +7,7 @@ AWS calls in runner.aws.batch and runner.aws.logs; this class is the seam the se
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from django.conf import settings
 
@@ -14,7 +15,13 @@ from processes import services
 from processes.models import Process, ProcessStatus
 from runner.aws import batch
 from runner.aws.logs import LogReadError, cloudwatch_log_read
-from runner.batch_submission import EXECUTOR, batch_process_submit, batch_queue_for, batch_job_name
+from runner.batch_submission import (
+    EXECUTOR,
+    batch_job_name,
+    batch_process_submit,
+    batch_processes_submit,
+    batch_queue_for,
+)
 from runner.batch_tracking import batch_job_observe, log_streams
 from runner.executors.base import Executor, LogChunk
 
@@ -26,6 +33,10 @@ class AwsBatchExecutor(Executor):
 
     def submit(self, process: Process) -> None:
         batch_process_submit(process=process)
+
+    def submit_many(self, processes: Sequence[Process]) -> None:
+        """One claim UPDATE for the chunk, SubmitJob calls in parallel, the ids saved together."""
+        batch_processes_submit(processes=processes)
 
     def cancel(self, process: Process) -> None:
         """CancelJob before the run started, TerminateJob once it runs; the tracker finishes the rest."""

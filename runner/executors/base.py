@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from processes.models import Process
@@ -21,6 +22,14 @@ class Executor(ABC):
     @abstractmethod
     def submit(self, process: Process) -> None:
         """Start the queued run. Must leave exactly one execution even when called twice."""
+
+    def submit_many(self, processes: Sequence[Process]) -> None:
+        """Start several queued runs (a dispatch message's chunk), with `submit`'s guarantees for each.
+
+        Executors that can claim and send a chunk at once (AWS Batch) override this.
+        """
+        for process in processes:
+            self.submit(process)
 
     @abstractmethod
     def cancel(self, process: Process) -> None:

@@ -111,7 +111,7 @@ def test_worker_killed_between_submit_and_saving_the_id_leaves_one_job_that_the_
     def killed(**kwargs):
         raise WorkerKilled
 
-    monkeypatch.setattr(batch_submission, "batch_job_id_record", killed)
+    monkeypatch.setattr(batch_submission, "batch_job_ids_record", killed)
     with pytest.raises(WorkerKilled):
         process_dispatch(process_id=process.pk)
     monkeypatch.undo()
@@ -140,7 +140,7 @@ def test_worker_killed_before_submit_job_gets_the_run_submitted_by_the_tracker(b
     def killed(**kwargs):
         raise WorkerKilled
 
-    monkeypatch.setattr(batch_submission, "batch_submission_send", killed)
+    monkeypatch.setattr(batch_submission, "batch_submissions_send", killed)
     with pytest.raises(WorkerKilled):
         process_dispatch(process_id=process.pk)
     monkeypatch.undo()

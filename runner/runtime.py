@@ -39,8 +39,10 @@ logger = logging.getLogger("runner")
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 INSTALL_TASK = "install modules"
 SPEC_FILE = "spec.json"
-# How often the tree's resident memory is compared with the limit.
-RSS_CHECK_SECONDS = 0.5
+# How often the tree's resident memory is compared with the limit (less often where that means
+# scanning every process on the host, see proctree.tree_rss).
+RSS_CHECK_SECONDS = 1.0
+RSS_CHECK_SLOW_SECONDS = 5.0
 PR_SET_PDEATHSIG = 1
 # Longest the recorder waits for the template to reach main(ctx) before it loads Django anyway.
 MAIN_WAIT_SECONDS = 3.0
@@ -357,7 +359,7 @@ class Runner:
                     self._kill_child()
                     return report, "timeout"
                 if now >= next_rss_check and not self.interrupted_by:
-                    next_rss_check = now + RSS_CHECK_SECONDS
+                    next_rss_check = now + (RSS_CHECK_SECONDS if proctree.CHEAP_TREE_WALK else RSS_CHECK_SLOW_SECONDS)
                     rss = proctree.tree_rss(self.child.pid)
                     if rss > memory_mib * 1024 * 1024:
                         report.rss_mib = rss // (1024 * 1024)

@@ -182,23 +182,27 @@ def batch_submissions_send(*, processes: Sequence[Process]) -> dict[int, str]:
     """SubmitJob for claimed runs, concurrently, then save their job ids; {process id: job id} saved.
 
     Only the SubmitJob calls run on the submit pool (paced by the shared token bucket and retried
-    while throttled); the database is written from the calling thread, after the calls returned, so
-    the pool holds no database connections. A run whose call failed waits for the tracker or is
-    failed with Batch's reason, as for a single submission.
+    while throttled); the database is read and written from the calling thread, so the pool's
+    long-lived threads never open a database connection. A run whose call failed waits for the
+    tracker or is failed with Batch's reason, as for a single submission.
     """
     outcomes: dict[int, str | Exception] = {}
     unexpected: BaseException | None = None
-    if len(processes) == 1:
+    # The requests are built here: `process.job` may still have to be read from the database.
+    requests: list[tuple[int, dict]] = []
+    for process in processes:
         try:
-            outcomes[processes[0].pk] = _send(processes[0])
-        except Exception as exc:
-            unexpected = exc
+            requests.append((process.pk, submit_job_params(process)))
+        except Exception as exc:  # a bug, not AWS: submit the others, save their ids, then raise it
+            unexpected = unexpected or exc
+    if len(requests) == 1:
+        outcomes[requests[0][0]] = _send(requests[0][1])
     else:
-        futures = [(process, _submit_pool().submit(_send, process)) for process in processes]
-        for process, future in futures:
+        futures = [(pk, _submit_pool().submit(_send, params)) for pk, params in requests]
+        for pk, future in futures:
             try:
-                outcomes[process.pk] = future.result()
-            except Exception as exc:  # a bug, not AWS: save what was submitted, then raise it
+                outcomes[pk] = future.result()
+            except Exception as exc:
                 unexpected = unexpected or exc
     job_ids = {pk: outcome for pk, outcome in outcomes.items() if isinstance(outcome, str)}
     saved = batch_job_ids_record(job_ids=job_ids)
@@ -227,10 +231,10 @@ def batch_submissions_send(*, processes: Sequence[Process]) -> dict[int, str]:
     return {pk: job_ids[pk] for pk in saved}
 
 
-def _send(process: Process) -> str | batch.BatchError | batch.BatchThrottled:
-    """One SubmitJob: the job id, or what AWS answered instead (no database access here)."""
+def _send(params: dict) -> str | batch.BatchError | batch.BatchThrottled:
+    """One SubmitJob: the job id, or what AWS answered instead. Runs on the submit pool: no database."""
     try:
-        return batch.batch_job_submit(submit_job_params(process))
+        return batch.batch_job_submit(params)
     except (batch.BatchThrottled, batch.BatchError) as exc:
         return exc
 

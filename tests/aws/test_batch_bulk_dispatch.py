@@ -109,6 +109,19 @@ def test_a_chunk_partly_claimed_by_another_worker_submits_only_the_rest(batch_se
     assert all(runs[pk].external_id for pk in ids[2:])
 
 
+def test_runs_handed_over_without_their_job_loaded_are_submitted_each_with_its_job_tags(batch_job, batch_calls):
+    ids = start(batch_job, 3)
+    # No select_related: the job is read while the requests are built, by the thread that has the
+    # transaction, not by a SubmitJob thread with a connection of its own.
+    loaded = list(Process.objects.filter(pk__in=ids).order_by("pk"))
+
+    assert batch_submission.batch_processes_submit(processes=loaded) == ids
+
+    assert all(run.external_id for run in Process.objects.filter(pk__in=ids))
+    assert sorted(request["tags"]["jtb:process-id"] for request in batch_calls.of("SubmitJob")) == sorted(map(str, ids))
+    assert {request["tags"]["team"] for request in batch_calls.of("SubmitJob")} == {"finance"}
+
+
 def test_a_chunk_delivered_twice_submits_each_run_once(batch_setup, batch_calls):
     job = Job.objects.create(name="bulk", template="examples/hello.py")
     ids = start(job, 10)

@@ -30,8 +30,10 @@ _lock = threading.Lock()
 
 
 # A full server ("too many connections") frees a slot within milliseconds when every client
-# writes briefly: retry soon, at random, for this long, instead of backing off like for an outage.
-BUSY_PAUSE = (0.02, 0.25)
+# writes briefly: retry soon, for this long, instead of backing off like for an outage. Each
+# refused attempt still costs the server a backend fork, so the pause grows (capped, full jitter).
+BUSY_FIRST_PAUSE = 0.02
+BUSY_MAX_PAUSE = 2.0
 BUSY_LIMIT_SECONDS = 300
 BUSY_MARKERS = ("too many connections", "remaining connection slots", "too many clients")
 
@@ -39,6 +41,7 @@ BUSY_MARKERS = ("too many connections", "remaining connection slots", "too many 
 def db_retry(write: Callable[[], T], *, retries: bool = True) -> T:
     delays = iter((*DELAYS, None) if retries else (None,))
     busy_since = None
+    busy_tries = 0
     with _lock:
         try:
             while True:
@@ -49,7 +52,8 @@ def db_retry(write: Callable[[], T], *, retries: bool = True) -> T:
                     if retries and any(marker in str(exc).lower() for marker in BUSY_MARKERS):
                         busy_since = busy_since or time.monotonic()
                         if time.monotonic() - busy_since < BUSY_LIMIT_SECONDS:
-                            time.sleep(random.uniform(*BUSY_PAUSE))
+                            busy_tries += 1
+                            time.sleep(random.uniform(0, min(BUSY_MAX_PAUSE, BUSY_FIRST_PAUSE * 2 ** busy_tries)))
                             continue
                     delay = next(delays)
                     if delay is None:

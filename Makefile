@@ -22,13 +22,21 @@ run: env
 	$(BIN)/python manage.py bootstrap
 	PORT=$(PORT) $(BIN)/python manage.py run_all
 
+# Tests run on TEST_WORKERS processes (each with its own test database); the few marked
+# `serial` (they stop the database server) run afterwards on their own. pytest's exit code 5
+# ("no tests selected", e.g. with a narrowing PYTEST_ARGS) is not a failure there.
+TEST_WORKERS ?= 3
+PYTEST := $(BIN)/python -m pytest
+
 test: test-sqlite test-postgres
 
 test-sqlite: env
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS)
+	$(PYTEST) -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-postgres: env
-	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -m "not sqlite_only" $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -n $(TEST_WORKERS) -m "not serial and not sqlite_only" $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -m "serial and not sqlite_only" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 clean:
 	rm -rf $(VENV) var

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
+
 from django.conf import settings
 
 from processes.models import Process
@@ -45,6 +47,19 @@ class LocalExecutor(Executor):
         return read_log_file(local_log_path(process.pk), offset, limit)
 
     def is_alive(self, process: Process) -> bool:
-        # The watching worker records a result itself when the runner dies; a heartbeat that
-        # stopped means the worker went too.
-        return False
+        """Whether the runner recorded in external_id ("pid:N") still runs this process here.
+
+        A runner whose heartbeat is late but which is alive (a stalled database, a busy host) is
+        not reaped; the command line is checked so a reused pid does not count.
+        """
+        if not process.external_id.startswith("pid:"):
+            return False
+        try:
+            runner = psutil.Process(int(process.external_id.removeprefix("pid:")))
+            if runner.status() == psutil.STATUS_ZOMBIE:
+                return False
+            command = runner.cmdline()
+        except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+        is_runner = any("runner.runtime" in part or part == "run_process" for part in command)
+        return is_runner and str(process.pk) in command

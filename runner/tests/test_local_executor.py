@@ -140,3 +140,29 @@ def test_queue_policy_runs_one_after_the_other(local):
     second.refresh_from_db()
     assert first.status == second.status == ProcessStatus.SUCCEEDED
     assert second.started_at >= first.finished_at
+
+
+def test_reaper_spares_a_live_local_runner_whose_heartbeat_is_late(local, tmp_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from processes.services import processes_reap_lost
+    from runner.executors.local import LocalExecutor
+
+    pid_file = tmp_path / "template.pid"
+    job = make_job(local, SLOW)
+    process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"pid_file": str(pid_file)})
+    thread = in_thread(process.pk)
+    template_pid(pid_file)
+    Process.objects.filter(pk=process.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    process.refresh_from_db()
+    assert LocalExecutor().is_alive(process)
+    assert processes_reap_lost(older_than_seconds=60) == []
+    assert Process.objects.get(pk=process.pk).status == ProcessStatus.RUNNING
+    process_cancel(process=process)
+    thread.join(timeout=30)
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.CANCELLED
+    # Once the runner is gone, the executor says so.
+    assert not LocalExecutor().is_alive(process)

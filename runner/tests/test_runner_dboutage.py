@@ -74,6 +74,7 @@ def pg_cluster(action: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # stops the shared server: never beside other tests (see Makefile)
 def test_a_run_survives_a_30_second_database_outage_with_every_status_and_no_duplicate_task(postgres_runner):
     if not Path("/etc/postgresql").is_dir():
         pytest.skip("no local PostgreSQL cluster to stop")

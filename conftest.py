@@ -105,3 +105,19 @@ def moto_server(moto_session, settings, monkeypatch):
     aws_clients_reset()
     yield moto_session
     aws_clients_reset()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_database_sessions(django_db_setup, django_db_blocker):
+    """Before the test database is dropped, end sessions a stray subprocess still holds on it
+    (a runner or worker a failed test left behind), so the drop cannot fail and leave it behind."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -18,7 +18,7 @@ from django.utils.safestring import mark_safe
 from jobtarget_batch.admin_tools import LinesField, format_duration
 from jobs import services
 from jobs.models import Job, Schedule
-from processes.models import Process, Trigger
+from processes.models import Trigger
 from processes.services import ProcessRefused, process_start
 
 RECENT_RUNS = 10

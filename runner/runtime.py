@@ -32,8 +32,9 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from runner.outcomes import CANCELLED, FAILED, ChildReport, Outcome, outcome_of, shorten
 
 logger = logging.getLogger("runner")
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
@@ -46,28 +47,6 @@ RSS_CHECK_SLOW_SECONDS = 5.0
 PR_SET_PDEATHSIG = 1
 # Longest the recorder waits for the template to reach main(ctx) before it loads Django anyway.
 MAIN_WAIT_SECONDS = 3.0
-
-FAILED = "failed"
-SUCCEEDED = "succeeded"
-CANCELLED = "cancelled"
-
-
-@dataclass
-class Outcome:
-    status: str = SUCCEEDED
-    reason: str = ""
-    exit_code: int | None = None
-
-
-@dataclass
-class ChildReport:
-    """What the child told us, in the order it happened."""
-
-    error: dict | None = None
-    failed_tasks: list[tuple[str, str]] = field(default_factory=list)
-    task_names: dict[int, str] = field(default_factory=dict)
-    rss_mib: int | None = None
-
 
 def say(message: str) -> None:
     """A runner line in the process log."""
@@ -195,7 +174,7 @@ class Runner:
         finally:
             self._stop_heartbeat.set()
         if self.interrupted_by:
-            outcome = self._interruption_outcome(outcome)
+            outcome = self._interruptionoutcome_of(outcome)
         self._finish(outcome)
         say(f"process {self.process_id} {outcome.status}" + (f": {outcome.reason}" if outcome.reason else ""))
         return 0 if outcome.status == ProcessStatus.SUCCEEDED else 1
@@ -269,12 +248,13 @@ class Runner:
         try:
             environment = environment_ensure(modules, output=sys.stdout.buffer, on_build=on_build, say=say)
         except EnvironmentBuildError as exc:
+            message = str(exc)
             if not building:
                 on_build()
             db_retry(lambda: services.task_finish(
-                process_id=self.process_id, sequence=1, status=TaskStatus.FAILED, error=str(exc)
+                process_id=self.process_id, sequence=1, status=TaskStatus.FAILED, error=message
             ))
-            return Outcome(FAILED, f"Task '{INSTALL_TASK}' failed: {_first_lines(str(exc))}")
+            return Outcome(FAILED, f"Task '{INSTALL_TASK}' failed: {shorten(message)}")
         if building:
             db_retry(lambda: services.task_finish(process_id=self.process_id, sequence=1, status=TaskStatus.SUCCEEDED))
         elif modules:
@@ -332,7 +312,7 @@ class Runner:
                 f"Out of memory: the template used {report.rss_mib} MiB, more than its limit of {spec['memory_mib']} MiB.",
                 returncode,
             )
-        return _outcome(report, returncode, spec)
+        return outcome_of(report, returncode, spec)
 
     def _follow(self, read_fd: int, deadline: float, memory_mib: int) -> tuple[ChildReport, str | None]:
         """Record the child's events until it closes the pipe, the deadline passes or the
@@ -406,7 +386,7 @@ class Runner:
         proctree.kill_tree(self.child.pid, grace_seconds=min(self.kill_grace_seconds, 5))
 
     # --- ending --------------------------------------------------------------------------------
-    def _interruption_outcome(self, outcome: Outcome) -> Outcome:
+    def _interruptionoutcome_of(self, outcome: Outcome) -> Outcome:
         from processes.models import Process
         from runner.dbretry import db_retry
 
@@ -460,46 +440,6 @@ class Runner:
                 db_retry(lambda: services.process_heartbeat(process_id=self.process_id), retries=False)
             except Exception:
                 logger.warning("heartbeat failed", exc_info=True)
-
-
-def _outcome(report: ChildReport, returncode: int, spec: dict) -> Outcome:
-    error = report.error or {}
-    kind = error.get("kind")
-    limit = spec["memory_mib"]
-    if report.failed_tasks:
-        name, message = report.failed_tasks[0]
-        if kind == "memory":
-            message = f"out of memory (limit {limit} MiB)"
-        return Outcome(FAILED, f"Task '{name}' failed: {message}", returncode)
-    if kind == "memory":
-        return Outcome(FAILED, f"Out of memory (limit {limit} MiB).", returncode)
-    if kind == "import":
-        return Outcome(FAILED, f"Could not import the template: {error.get('message')}", returncode)
-    if kind == "no_main":
-        return Outcome(FAILED, "The template has no main(ctx) function.", returncode)
-    if kind == "raised":
-        return Outcome(FAILED, f"The template raised {error.get('message')}", returncode)
-    if kind == "exit":
-        return Outcome(FAILED, f"The template exited with code {error.get('code')}.", returncode)
-    if returncode < 0:
-        name = _signal_name(-returncode)
-        if name == "SIGKILL":
-            return Outcome(FAILED, f"The template was killed by {name} (out of memory?).", returncode)
-        return Outcome(FAILED, f"The template was killed by {name}.", returncode)
-    if returncode != 0:
-        return Outcome(FAILED, f"The template exited with code {returncode}.", returncode)
-    return Outcome(SUCCEEDED, "", 0)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _first_lines(text: str, limit: int = 2000) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _child_limits(limit_bytes: int):

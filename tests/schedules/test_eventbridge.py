@@ -3,7 +3,7 @@ delete, `schedules_sync` repairing drift both ways, and `run_job` starting each 
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from django.core.management import call_command

@@ -221,7 +221,6 @@ def test_two_ticks_running_at_once_over_many_ticks_start_one_run_per_tick(make_j
         five = make_schedule("*/5 * * * *")
         queued_job = make_job(concurrency_policy=ConcurrencyPolicy.QUEUE)
         queued = make_schedule("* * * * *", job=queued_job)  # the one-by-one path
-    schedules = [*every_minute, five, queued]
     minutes = 25
     errors: list[BaseException] = []
 

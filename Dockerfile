@@ -16,9 +16,10 @@ ENV PYTHONUNBUFFERED=1 \
     JTB_WORK_DIR=/tmp/jtb-work \
     JTB_LOG_DIR=/var/lib/jtb/logs
 
-# tini reaps the template's orphans and forwards SIGTERM (Batch cancel) to the runner.
+# tini reaps the template's orphans and forwards SIGTERM (Batch cancel) to the runner. libodbc2:
+# mssql-django imports pyodbc even when it talks to SQL Server through mssql-python.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tini ca-certificates \
+    && apt-get install -y --no-install-recommends tini ca-certificates libodbc2 \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

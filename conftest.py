@@ -59,7 +59,7 @@ def subprocess_env(run_dirs, transactional_db, settings):
     env["JTB_KILL_GRACE_SECONDS"] = str(settings.JTB_KILL_GRACE_SECONDS)
     env["EMAIL_BACKEND"] = "django.core.mail.backends.console.EmailBackend"
     # Messages a runner sends (releasing a queued run) must not land in the developer's broker.
-    env["CELERY_BROKER_URL"] = "memory://"
+    env["CELERY_BROKER_URL"] = "memory://localhost//"
     return env
 
 

@@ -120,7 +120,7 @@ def main() -> None:
     os.environ.update({
         "DATABASE_URL": f"{PG}/{database}",
         "DJANGO_SETTINGS_MODULE": "jobtarget_batch.settings",
-        "CELERY_BROKER_URL": "memory://",
+        "CELERY_BROKER_URL": "memory://localhost//",
         "JTB_TEMPLATE_ROOT": str(work / "templates"),
         "JTB_ENV_ROOT": str(work / "envs"),
         "JTB_WORK_DIR": str(work / "work"),

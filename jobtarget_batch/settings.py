@@ -147,8 +147,11 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobtarget-batch@localhost")
 BROKER_DIR = DATA_DIR / "broker"
 # Under pytest, dispatch messages stay in memory unless a test starts a broker and worker itself.
 _UNDER_PYTEST = "pytest" in sys.modules
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://" if _UNDER_PYTEST else "filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
+# "localhost" only names the machine: kombu warns about a broker URL without a host.
+CELERY_BROKER_URL = env_str(
+    "CELERY_BROKER_URL", "memory://localhost//" if _UNDER_PYTEST else "filesystem://localhost//"
+)
+if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

@@ -174,7 +174,7 @@ class Runner:
         finally:
             self._stop_heartbeat.set()
         if self.interrupted_by:
-            outcome = self._interruptionoutcome_of(outcome)
+            outcome = self._interruption_outcome(outcome)
         self._finish(outcome)
         say(f"process {self.process_id} {outcome.status}" + (f": {outcome.reason}" if outcome.reason else ""))
         return 0 if outcome.status == ProcessStatus.SUCCEEDED else 1
@@ -326,9 +326,7 @@ class Runner:
         buffer, self.pending = self.pending, b""
         if b"\n" in buffer:
             *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    self._handle_event(json.loads(line), report)
+            self._handle_lines(lines, report)
         next_rss_check = 0.0
         try:
             while True:
@@ -353,32 +351,42 @@ class Runner:
                     return report, None
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        self._handle_event(json.loads(line), report)
+                self._handle_lines(lines, report)
         finally:
             selector.close()
             stream.close()
 
-    def _handle_event(self, event: dict, report: ChildReport) -> None:
-        from processes import services
+    def _handle_lines(self, lines: list[bytes], report: ChildReport) -> None:
+        """Record the events read together in one short transaction: one connection, not one per
+        event, when hundreds of runners share a limited number of database connections."""
         from runner.dbretry import db_retry
+
+        writes = [self._event_write(json.loads(line), report) for line in lines if line.strip()]
+        writes = [write for write in writes if write is not None]
+        if writes:
+            # Each write is idempotent (get_or_create on the step, conditional update), so the
+            # whole group can be retried after a lost connection.
+            db_retry(lambda: _apply_together(writes))
+
+    def _event_write(self, event: dict, report: ChildReport):
+        from processes import services
 
         kind = event.get("event")
         if kind == "task_start":
             sequence = int(event["sequence"]) + self.sequence_offset
             report.task_names[sequence] = event["name"]
-            db_retry(lambda: services.task_start(process_id=self.process_id, sequence=sequence, name=event["name"]))
-        elif kind == "task_end":
+            return lambda: services.task_start(process_id=self.process_id, sequence=sequence, name=event["name"])
+        if kind == "task_end":
             sequence = int(event["sequence"]) + self.sequence_offset
             if event["status"] == "failed":
                 report.failed_tasks.append((report.task_names.get(sequence, "?"), event.get("error", "")))
-            db_retry(lambda: services.task_finish(
+            return lambda: services.task_finish(
                 process_id=self.process_id, sequence=sequence, status=event["status"],
                 error=event.get("error", ""), traceback=event.get("traceback", ""),
-            ))
-        elif kind == "error":
+            )
+        if kind == "error":
             report.error = event
+        return None
 
     def _kill_child(self) -> None:
         from runner import proctree
@@ -386,7 +394,7 @@ class Runner:
         proctree.kill_tree(self.child.pid, grace_seconds=min(self.kill_grace_seconds, 5))
 
     # --- ending --------------------------------------------------------------------------------
-    def _interruptionoutcome_of(self, outcome: Outcome) -> Outcome:
+    def _interruption_outcome(self, outcome: Outcome) -> Outcome:
         from processes.models import Process
         from runner.dbretry import db_retry
 
@@ -440,6 +448,14 @@ class Runner:
                 db_retry(lambda: services.process_heartbeat(process_id=self.process_id), retries=False)
             except Exception:
                 logger.warning("heartbeat failed", exc_info=True)
+
+
+def _apply_together(writes) -> None:
+    from django.db import transaction
+
+    with transaction.atomic():
+        for write in writes:
+            write()
 
 
 def _child_limits(limit_bytes: int):

@@ -43,11 +43,6 @@ def s3_read_text(uri: str) -> str:
         raise S3ObjectError(f"{uri} is not UTF-8 text.") from None
 
 
-def s3_write_text(uri: str, text: str) -> str | None:
-    """Store a template; returns the new version id when the bucket is versioned."""
-    return s3_write_bytes(uri, text.encode("utf-8"))
-
-
 def s3_write_bytes(uri: str, data: bytes, *, content_type: str = "text/x-python") -> str | None:
     """Store an object; returns the new version id when the bucket is versioned."""
     bucket, key, _ = parse_s3_uri(uri)

@@ -258,6 +258,20 @@ JTB_TEMPLATE_UPLOAD_URI = env_str("JTB_TEMPLATE_UPLOAD_URI")
 CELERY_BEAT_SCHEDULE["jtb-track-batch-jobs"] = {
     "task": "runner.tasks_batch.track_batch_jobs", "schedule": float(JTB_BATCH_TRACK_SECONDS),
 }
+# Optional: an SQS queue an EventBridge rule fills with "Batch Job State Change" events
+# (docs/aws.md), so Batch states show within seconds; empty turns it off (the tracker still runs).
+JTB_BATCH_EVENTS_QUEUE_URL = env_str("JTB_BATCH_EVENTS_QUEUE_URL")
+# How often the queue is read, and how long each read waits for a message (SQS long polling, <= 20).
+JTB_BATCH_EVENTS_SECONDS = env_int("JTB_BATCH_EVENTS_SECONDS", 10, minimum=1)
+JTB_BATCH_EVENTS_WAIT_SECONDS = env_int("JTB_BATCH_EVENTS_WAIT_SECONDS", 2, minimum=0)
+if JTB_BATCH_EVENTS_WAIT_SECONDS > 20:
+    raise ImproperlyConfigured("JTB_BATCH_EVENTS_WAIT_SECONDS must be at most 20 (SQS long polling)")
+if JTB_BATCH_EVENTS_QUEUE_URL:
+    CELERY_BEAT_SCHEDULE["jtb-consume-batch-events"] = {
+        "task": "runner.tasks_batch.consume_batch_events",
+        "schedule": float(JTB_BATCH_EVENTS_SECONDS),
+        "options": {"expires": float(JTB_BATCH_EVENTS_SECONDS)},
+    }
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

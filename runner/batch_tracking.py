@@ -1,7 +1,9 @@
 """Knowing what became of every run on AWS Batch.
 
 `batch_processes_track` (a periodic task) describes the Batch jobs of active runs, 100 ids a call,
-and `batch_job_observe` maps each answer onto its run:
+and `batch_job_observe` maps each answer onto its run. State-change events (runner.batch_events)
+carry the same job description and go through the same function, via `batch_job_apply`, which
+first finds the run a job belongs to:
 
 - SUBMITTED/PENDING/RUNNABLE/STARTING: the run stays `submitted`; the Batch state and status
   reason are shown (executor_state / executor_status_reason), so "waiting for capacity" is visible.
@@ -18,6 +20,7 @@ recorded changes nothing, and final statuses go through `process_finish`, which 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
@@ -27,7 +30,13 @@ from django.utils import timezone
 from processes import services
 from processes.models import ACTIVE_STATUSES, Process, ProcessStatus, Task
 from runner.aws import batch
-from runner.batch_submission import EXECUTOR, batch_queue_for, batch_submissions_recover
+from runner.batch_submission import (
+    EXECUTOR,
+    batch_job_id_record,
+    batch_job_name,
+    batch_queue_for,
+    batch_submissions_recover,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +148,51 @@ def _record(process_id: int, job: dict) -> Process | None:
             )
             process.executor_state, process.executor_status_reason, process.executor_details = state, reason, details
     return process
+
+
+# What batch_job_apply answers for a job that is none of our runs (another app, another deployment).
+NOT_OURS = "not_ours"
+_NAME_IDS = re.compile(r"-job(\d+)-process(\d+)$")
+
+
+def batch_job_process_find(*, job: dict) -> int | None:
+    """The id of our run a Batch job description belongs to, or None.
+
+    By job name first (`<prefix>-job<id>-process<id>`: a primary-key read, and the prefix tells
+    deployments sharing an account apart, which the `jtb:` tags alone cannot), then by job id among
+    active runs (a run submitted under an earlier prefix). A run submitted whose worker died
+    before saving the job id gets this id here, as the tracker's recovery would give it.
+    """
+    job_id, name = job.get("jobId") or "", job.get("jobName") or ""
+    if not job_id:
+        return None
+    match = _NAME_IDS.search(name)
+    if match:
+        row = (
+            Process.objects.filter(pk=int(match.group(2)), executor=EXECUTOR)
+            .values("pk", "job_id", "external_id", "status").first()
+        )
+        if row and batch_job_name(job_id=row["job_id"], process_id=row["pk"]) == name:
+            if row["external_id"] == job_id:
+                return row["pk"]
+            if row["external_id"] == "" and row["status"] == ProcessStatus.SUBMITTED:
+                return row["pk"] if batch_job_id_record(process_id=row["pk"], job_id=job_id) else None
+            return None  # a duplicate submission of that run: the one whose id is saved counts
+    return (
+        Process.objects.filter(executor=EXECUTOR, status__in=ACTIVE_STATUSES, external_id=job_id)
+        .values_list("pk", flat=True).first()
+    )
+
+
+def batch_job_apply(*, job: dict) -> str | None:
+    """Apply one Batch job description (e.g. a state-change event's `detail`) to the run it is of.
+
+    Returns NOT_OURS when no run of ours matches, else what `batch_job_observe` did.
+    """
+    process_id = batch_job_process_find(job=job)
+    if process_id is None:
+        return NOT_OURS
+    return batch_job_observe(process_id=process_id, job=job)
 
 
 def batch_job_observe(*, process_id: int, job: dict) -> str | None:

@@ -77,13 +77,14 @@ class TaskInline(admin.TabularInline):
 
 @admin.register(Process)
 class ProcessAdmin(admin.ModelAdmin):
-    list_display = ["id", "job", "status_badge", "trigger", "triggered_by", "created_at", "started_at",
-                    "run_duration", "short_reason"]
+    list_display = ["id", "job", "status_badge", "trigger", "created_at", "run_duration", "short_reason"]
     list_display_links = ["id"]
     list_filter = ["status", JobFilter, "trigger", ("created_at", admin.DateFieldListFilter)]
-    list_select_related = ["job", "triggered_by"]
+    list_select_related = ["job"]
     list_per_page = 50
     show_full_result_count = False
+    # Facet counts are a COUNT(*) per filter choice over the whole history.
+    show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
     search_fields = ["=id", "external_id"]
     date_hierarchy = None
@@ -122,9 +123,11 @@ class ProcessAdmin(admin.ModelAdmin):
         return format_duration(process.duration)
 
     @admin.display(description="reason")
-    def short_reason(self, process: Process) -> str:
+    def short_reason(self, process: Process):
         reason = process.failure_reason
-        return reason if len(reason) <= 80 else reason[:77] + "…"
+        short = reason if len(reason) <= 70 else reason[:67] + "…"
+        # One line per row: the whole reason is in the tooltip and on the process page.
+        return format_html('<span title="{}" style="white-space:nowrap">{}</span>', reason, short)
 
     @admin.display(description="log (last 20 kB)")
     def log_tail(self, process: Process):
@@ -218,6 +221,7 @@ class TaskAdmin(admin.ModelAdmin):
     raw_id_fields = ["process"]
     search_fields = ["name", "=process__id"]
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
     readonly_fields = ["process", "name", "sequence", "status", "started_at", "finished_at", "error", "traceback"]
 

@@ -256,3 +256,9 @@ def test_cancel_button_on_a_queued_process_cancels_it(admin_client, job):
     process.refresh_from_db()
     assert process.status == ProcessStatus.CANCELLED
     assert admin_client.get(reverse("admin:processes_process_cancel", args=[process.pk])).status_code == 405
+
+
+def test_process_list_offers_no_facet_counts_over_the_whole_history(admin_client, job):
+    make_runs(job, 2)
+    page = admin_client.get(reverse("admin:processes_process_changelist")).content.decode()
+    assert "Show counts" not in page

@@ -121,3 +121,28 @@ def _end_stray_database_sessions(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.fixture
+def make_job(db):
+    """Make jobs through the same service as the admin and the API (validated), with unique names."""
+    from jobs.models import Job
+    from jobs.services import job_save
+
+    counter = iter(range(1, 1_000_000))
+
+    def make(**fields) -> Job:
+        fields.setdefault("name", f"job {next(counter)}")
+        fields.setdefault("template", "examples/hello.py")
+        return job_save(job=Job(**fields))
+
+    return make
+
+
+@pytest.fixture
+def no_dispatch():
+    """Dispatch messages are dropped: for tests of what is recorded, not of what runs."""
+    from unittest import mock
+
+    with mock.patch("processes.tasks.dispatch_processes.delay") as delay:
+        yield delay

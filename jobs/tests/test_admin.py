@@ -1,17 +1,12 @@
-from unittest import mock
 
 import pytest
 from django.urls import reverse
 
 from jobs.models import Job, Schedule
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatch")]
 
 
-@pytest.fixture(autouse=True)
-def no_dispatch():
-    with mock.patch("processes.tasks.dispatch_processes.delay"):
-        yield
 
 
 @pytest.fixture

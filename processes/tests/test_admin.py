@@ -1,4 +1,3 @@
-from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -8,13 +7,9 @@ from jobs.models import Job
 from processes import services
 from processes.models import Process, ProcessStatus, Task, TaskStatus, Trigger
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatch")]
 
 
-@pytest.fixture(autouse=True)
-def no_dispatch():
-    with mock.patch("processes.tasks.dispatch_processes.delay"):
-        yield
 
 
 @pytest.fixture

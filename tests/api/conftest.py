@@ -7,7 +7,6 @@ from django.contrib.auth.models import Permission, User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobs.models import Job
 
 PASSWORD = "a-Long-passw0rd"
 VIEW_PERMS = ("jobs.view_job", "jobs.view_schedule", "processes.view_process")
@@ -46,16 +45,6 @@ def api(admin_user) -> APIClient:
     return token_client(admin_user)
 
 
-@pytest.fixture
-def make_job(db):
-    counter = iter(range(1, 1_000_000))
-
-    def make(**fields) -> Job:
-        fields.setdefault("name", f"job {next(counter)}")
-        fields.setdefault("template", "examples/hello.py")
-        return Job.objects.create(**fields)
-
-    return make
 
 
 @pytest.fixture

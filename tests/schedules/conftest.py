@@ -5,19 +5,9 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import Job, Schedule
-from jobs.services import job_save, schedule_save
+from jobs.services import schedule_save
 
 
-@pytest.fixture
-def make_job(db):
-    counter = iter(range(1, 1_000_000))
-
-    def make(**fields) -> Job:
-        fields.setdefault("name", f"job {next(counter)}")
-        fields.setdefault("template", "examples/hello.py")
-        return job_save(job=Job(**fields))
-
-    return make
 
 
 @pytest.fixture

@@ -27,14 +27,11 @@ def s3_read_text(uri: str) -> str:
     try:
         body = aws_client("s3").get_object(**kwargs)["Body"].read()
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = _error_code(exc)
         if code in ("NoSuchKey", "404", "NoSuchVersion", "InvalidArgument"):
             raise S3ObjectError(f"{uri} does not exist (or that version does not).") from None
-        if code == "NoSuchBucket":
-            raise S3ObjectError(f"The bucket of {uri} does not exist.") from None
-        if code in ("AccessDenied", "403", "AllAccessDisabled"):
-            raise S3ObjectError(f"Access to {uri} was denied; check the job role's S3 permissions.") from None
-        raise S3ObjectError(f"{uri} could not be read: {code or exc}") from None
+        raise _client_error(exc, uri, denied=f"Access to {uri} was denied; check the job role's S3 permissions.",
+                            verb="read") from None
     except BotoCoreError as exc:
         raise S3ObjectError(f"{uri} could not be read: {exc}") from None
     try:
@@ -49,13 +46,23 @@ def s3_write_bytes(uri: str, data: bytes, *, content_type: str = "text/x-python"
     try:
         answer = aws_client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "NoSuchBucket":
-            raise S3ObjectError(f"The bucket of {uri} does not exist.") from None
-        if code in ("AccessDenied", "403", "AllAccessDisabled"):
-            raise S3ObjectError(f"Writing {uri} was denied; check the web app's S3 permissions.") from None
-        raise S3ObjectError(f"{uri} could not be written: {code or exc}") from None
+        raise _client_error(exc, uri, denied=f"Writing {uri} was denied; check the web app's S3 permissions.",
+                            verb="written") from None
     except BotoCoreError as exc:
         raise S3ObjectError(f"{uri} could not be written: {exc}") from None
     version = answer.get("VersionId")
     return version if version and version != "null" else None
+
+
+def _error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _client_error(exc: ClientError, uri: str, *, denied: str, verb: str) -> S3ObjectError:
+    """The message for S3 errors reads and writes share: missing bucket, access denied, other."""
+    code = _error_code(exc)
+    if code == "NoSuchBucket":
+        return S3ObjectError(f"The bucket of {uri} does not exist.")
+    if code in ("AccessDenied", "403", "AllAccessDisabled"):
+        return S3ObjectError(denied)
+    return S3ObjectError(f"{uri} could not be {verb}: {code or exc}")

@@ -11,10 +11,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from django.db import connection
 
 from conftest import require_service
+from runner import proctree
 from processes.models import ProcessStatus, TaskStatus
 from runner.tests.test_runner_support import make_job, runner_popen, start, wait_for
 
@@ -38,23 +40,24 @@ def postgres_runner(tmp_path, settings, subprocess_env):
     root.mkdir()
     settings.JTB_TEMPLATE_ROOT = root
     job = make_job(root, TASKS)
-    # The runner's connections carry their own application_name, so other sessions on the test
-    # database (a live server thread, a worker of another test ending) are not counted.
-    database_url = f"{subprocess_env['DATABASE_URL']}?application_name={RUNNER_APPLICATION}"
-    return job, {**subprocess_env, "DATABASE_URL": database_url, "JTB_TEMPLATE_ROOT": str(root),
-                 "JTB_HEARTBEAT_SECONDS": "1"}
+    return job, {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root), "JTB_HEARTBEAT_SECONDS": "1"}
 
 
-RUNNER_APPLICATION = "jtb-runner-under-test"
+def database_sockets(pid: int) -> int:
+    """Open TCP connections from the runner's process tree to the database server.
 
-
-def other_connections() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
-            [RUNNER_APPLICATION],
-        )
-        return cursor.fetchone()[0]
+    Counted on the client side: the server's pg_stat_activity keeps a closed session's row until
+    its backend has exited, so right after a close and a reconnect it may briefly show two.
+    """
+    port = int(connection.settings_dict.get("PORT") or 5432)
+    count = 0
+    for member in proctree.tree(pid):
+        try:
+            sockets = member.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        count += sum(1 for sock in sockets if sock.raddr and sock.raddr.port == port)
+    return count
 
 
 def test_a_runner_holds_at_most_one_connection_and_none_while_the_template_works(postgres_runner):
@@ -63,7 +66,7 @@ def test_a_runner_holds_at_most_one_connection_and_none_while_the_template_works
     runner = runner_popen(process, env)
     samples = []
     while runner.poll() is None:
-        samples.append(other_connections())
+        samples.append(database_sockets(runner.pid))
     output, _ = runner.communicate(timeout=60)
     process.refresh_from_db()
     assert process.status == ProcessStatus.SUCCEEDED, output

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SLOW = """
 import os, time
 def main(ctx):
-    with ctx.task("write pid"):
-        open(ctx.params["pid_file"], "w").write(str(os.getpid()))
     with ctx.task("wait"):
+        # Written inside the step, so a test that has seen the pid knows the step has begun.
+        open(ctx.params["pid_file"], "w").write(str(os.getpid()))
         time.sleep(120)
 """
 

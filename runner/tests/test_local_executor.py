@@ -3,7 +3,6 @@
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -16,6 +15,7 @@ from processes.services import process_cancel, process_start
 from processes.models import Trigger
 from runner.local_run import local_run
 from runner.tests.helpers import write_template
+from runner.tests.test_runner_support import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,18 +52,15 @@ def in_thread(process_id: int) -> threading.Thread:
     return thread
 
 
-def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
-def template_pid(pid_file: Path) -> int:
-    return wait_for(lambda: pid_file.exists() and pid_file.read_text() and int(pid_file.read_text()))
+def slow_run_started(root: Path, tmp_path: Path) -> tuple[Process, threading.Thread, int]:
+    """Run the SLOW template through the watcher in a thread; returns once it is in its "wait" step,
+    with the template's pid."""
+    pid_file = tmp_path / "template.pid"
+    job = make_job(root, SLOW)
+    process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"pid_file": str(pid_file)})
+    thread = in_thread(process.pk)
+    pid = wait_for(lambda: pid_file.exists() and pid_file.read_text() and int(pid_file.read_text()))
+    return process, thread, pid
 
 
 def test_local_run_records_success_and_its_log_is_readable(local):
@@ -91,11 +88,7 @@ def test_a_second_delivery_of_the_same_run_does_nothing(local):
 
 
 def test_cancelling_a_running_local_process_stops_its_tree_and_records_cancelled(local, tmp_path):
-    pid_file = tmp_path / "template.pid"
-    job = make_job(local, SLOW)
-    process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"pid_file": str(pid_file)})
-    thread = in_thread(process.pk)
-    pid = template_pid(pid_file)
+    process, thread, pid = slow_run_started(local, tmp_path)
     process_cancel(process=Process.objects.get(pk=process.pk))
     thread.join(timeout=30)
     assert not thread.is_alive()
@@ -107,11 +100,7 @@ def test_cancelling_a_running_local_process_stops_its_tree_and_records_cancelled
 
 
 def test_runner_killed_with_sigkill_ends_failed_with_a_reason_and_no_orphan(local, tmp_path):
-    pid_file = tmp_path / "template.pid"
-    job = make_job(local, SLOW)
-    process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"pid_file": str(pid_file)})
-    thread = in_thread(process.pk)
-    pid = template_pid(pid_file)
+    process, thread, pid = slow_run_started(local, tmp_path)
     # The template starts before the runner has loaded Django; kill it once the step is recorded.
     wait_for(lambda: process.tasks.filter(name="wait").exists())
     runner_pid = int(Process.objects.get(pk=process.pk).external_id.removeprefix("pid:"))
@@ -150,11 +139,7 @@ def test_reaper_spares_a_live_local_runner_whose_heartbeat_is_late(local, tmp_pa
     from processes.services import processes_reap_lost
     from runner.executors.local import LocalExecutor
 
-    pid_file = tmp_path / "template.pid"
-    job = make_job(local, SLOW)
-    process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"pid_file": str(pid_file)})
-    thread = in_thread(process.pk)
-    template_pid(pid_file)
+    process, thread, _ = slow_run_started(local, tmp_path)
     Process.objects.filter(pk=process.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     process.refresh_from_db()
     assert LocalExecutor().is_alive(process)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from django.conf import settings
@@ -25,6 +24,7 @@ from processes.models import Process, ProcessStatus, TaskStatus
 from runner.aws.client import aws_client
 from runner.batch_tracking import batch_processes_track
 from runner.template_upload import template_store
+from runner.tests.test_runner_support import wait_for as shared_wait_for
 from tests.moto import FAKE_CREDENTIALS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
@@ -79,13 +79,11 @@ def container_of(job: dict, base_env: dict) -> tuple[list[str], dict]:
 
 
 def wait_for(predicate, what: str, log, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen in {timeout} s\n{log.read_text(errors='replace')[-3000:]}")
+    """The shared wait, failing with the worker's log tail, which says why."""
+    try:
+        return shared_wait_for(predicate, timeout=timeout, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"{what} did not happen in {timeout} s\n{log.read_text(errors='replace')[-3000:]}") from None
 
 
 def test_run_started_through_the_api_is_submitted_run_from_its_batch_container_and_tracked(

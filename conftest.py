@@ -144,5 +144,5 @@ def no_dispatch():
     """Dispatch messages are dropped: for tests of what is recorded, not of what runs."""
     from unittest import mock
 
-    with mock.patch("processes.tasks.dispatch_processes.delay") as delay:
+    with mock.patch("processes.tasks.submit_processes.delay") as delay:
         yield delay

@@ -3,7 +3,7 @@
 Both go to the same moto server in one run. Ours: process_start_many (one INSERT) → 20 dispatch
 messages of 50 ids on Redis → a real Celery worker (threads pool, 8 threads) → per message one
 SELECT and one claim UPDATE in PostgreSQL → paced SubmitJob calls on the worker's shared submit
-pool (runner.batch_submission.SUBMIT_THREADS, 8) → the chunk's job ids saved in one UPDATE. The
+pool (runner.executors.aws_batch.submission.SUBMIT_THREADS, 8) → the chunk's job ids saved in one UPDATE. The
 clock stops when every run has its Batch job id saved. Raw: submit_job from a thread pool of the
 same size (8), nothing else.
 
@@ -90,7 +90,7 @@ def main() -> None:
         from processes.models import Process, Trigger
         from processes.services import RunRequest, process_start_many
         from runner.aws.client import aws_client
-        from runner.batch_submission import SUBMIT_THREADS, batch_job_name
+        from runner.executors.aws_batch.submission import SUBMIT_THREADS, batch_job_name
 
         def dispatch_runs(job) -> float:
             """Seconds from the bulk start until every run has its Batch job id saved."""

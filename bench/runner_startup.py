@@ -9,7 +9,7 @@
 (d) bare: `python -c "import requests, dateutil"` in an environment that already has them.
 
 "Runner start" for (b) and (c) is the moment the local executor's worker takes the run
-(`runner.local_run.local_run`, called here as the worker calls it): it claims the run, writes the
+(`runner.executors.local.watch.local_run`, called here as the worker calls it): it claims the run, writes the
 template and parameters, and starts the runner, which starts the template before loading Django.
 main(ctx) writes time.time() to a file; all times are wall clock on this machine. For reference
 the script also times the AWS Batch entry point (`manage.py run_process`, which loads Django and
@@ -86,7 +86,7 @@ def measure_pip(work: Path) -> float:
 def measure_ours(job, work: Path, label: str, *, batch_entry: bool = False) -> float:
     from processes.models import Process, ProcessStatus, Trigger
     from processes.services import process_start
-    from runner.local_run import local_run
+    from runner.executors.local.watch import local_run
 
     stamp = work / f"{label}.stamp"
     process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"stamp": str(stamp)})

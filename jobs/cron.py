@@ -28,7 +28,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cron_descriptor import get_description
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
 MONTH_NAMES = {name: number for number, name in enumerate(
     ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], start=1
@@ -301,18 +300,6 @@ def fire_times(cron: Cron | str, tz_name: str, *, after: datetime) -> Iterator[d
 
 def next_fire(cron: Cron | str, tz_name: str, *, after: datetime) -> datetime | None:
     return next(fire_times(cron, tz_name, after=after), None)
-
-
-def next_runs(cron: str, tz_name: str, count: int = 5, *, after: datetime | None = None) -> list[datetime]:
-    """The next `count` fire times, aware datetimes in the schedule's zone."""
-    zone = _zone(tz_name)
-    times = fire_times(cron, tz_name, after=after or timezone.now())
-    result = []
-    for instant in times:
-        result.append(instant.astimezone(zone))
-        if len(result) == count:
-            break
-    return result
 
 
 @lru_cache(maxsize=512)

@@ -262,14 +262,3 @@ class Schedule(models.Model):
             errors["end_at"] = ["The end must be after the start."]
         if errors:
             raise ValidationError(errors)
-
-
-def _schedule_post_delete(sender, instance: Schedule, **kwargs) -> None:
-    from jobs.services import schedule_deleted
-
-    schedule_deleted(schedule=instance)
-
-
-# Deleting a job cascades to its schedules without calling schedule_delete; this hook is the
-# only place that sees those deletes, and the remote EventBridge schedule must go with them.
-models.signals.post_delete.connect(_schedule_post_delete, sender=Schedule, dispatch_uid="schedule_post_delete")

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs.models import Job, Schedule, ScheduleDriver
+from jobs.scheduling.times import next_fire_at
 from processes.models import ACTIVE_STATUSES
 from processes.services import ProcessRefused
 
@@ -22,9 +23,7 @@ def job_save(*, job: Job) -> Job:
 def job_changed(*, job_id: int) -> None:
     """Hook after a job's settings changed: its EventBridge schedules carry the job's resources,
     queue and enabled state, so they re-sync."""
-    from jobs.scheduling.eventbridge import schedules_remote_sync_queue
-
-    schedules_remote_sync_queue(schedule_ids=Schedule.objects.filter(
+    schedules_remote_sync_later(schedule_ids=Schedule.objects.filter(
         job_id=job_id, driver=ScheduleDriver.EVENTBRIDGE
     ).values_list("pk", flat=True))
 
@@ -54,9 +53,6 @@ def schedule_save(*, schedule: Schedule) -> Schedule:
     The beat driver's `next_fire_at` is recomputed from now when the cron, zone, enabled flag,
     driver, start or end changed; the EventBridge driver is told after commit.
     """
-    from jobs.scheduling.eventbridge import schedules_remote_sync_queue
-    from jobs.scheduling.times import next_fire_at
-
     schedule.full_clean()
     with transaction.atomic():
         previous = None
@@ -77,20 +73,28 @@ def schedule_save(*, schedule: Schedule) -> Schedule:
         schedule.save()
         was_remote = previous is not None and previous["driver"] == ScheduleDriver.EVENTBRIDGE
         if was_remote or schedule.driver == ScheduleDriver.EVENTBRIDGE:
-            schedules_remote_sync_queue(schedule_ids=[schedule.pk])
+            schedules_remote_sync_later(schedule_ids=[schedule.pk])
     return schedule
 
 
 def schedule_delete(*, schedule: Schedule) -> None:
     """Delete a schedule; its runs stay (their schedule becomes empty) and a remote one is deleted
-    after commit (by the post_delete hook, which also covers job deletes and bulk deletes)."""
+    after commit (by `schedule_remote_forget`, which jobs.receivers also calls for job deletes and
+    bulk deletes)."""
     with transaction.atomic():
         schedule.delete()
 
 
-def schedule_deleted(*, schedule: Schedule) -> None:
-    """post_delete hook for Schedule: a cascade from a job or a queryset delete has no other caller."""
+def schedule_remote_forget(*, schedule: Schedule) -> None:
+    """A schedule row is gone: its EventBridge copy must go too (synced after commit)."""
     if schedule.driver == ScheduleDriver.EVENTBRIDGE:
-        from jobs.scheduling.eventbridge import schedules_remote_sync_queue
+        schedules_remote_sync_later(schedule_ids=[schedule.pk])
 
-        schedules_remote_sync_queue(schedule_ids=[schedule.pk])
+
+def schedules_remote_sync_later(*, schedule_ids) -> None:
+    """Sync these schedules' EventBridge copies in a worker once the current transaction commits."""
+    from jobs.tasks import sync_schedules
+
+    ids = sorted(set(schedule_ids))
+    if ids:
+        transaction.on_commit(lambda: sync_schedules.delay(ids))

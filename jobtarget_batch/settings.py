@@ -7,7 +7,6 @@ on the local file system, the local executor and e-mail printed to the console.
 from __future__ import annotations
 
 import secrets
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -124,13 +123,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise serves from the finders; it only wants the folder
+# Only `collectstatic` (the container image) needs a folder: otherwise WhiteNoise serves the apps'
+# assets straight from the finders, so `make run` needs no collectstatic step.
+STATIC_ROOT = env_str("STATIC_ROOT") or None
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-# Serve admin assets straight from the apps, so `make run` needs no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
@@ -145,21 +144,24 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobtarget-batch@localhost")
 
 # --- Celery -------------------------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"
-# Under pytest, dispatch messages stay in memory unless a test starts a broker and worker itself.
-_UNDER_PYTEST = "pytest" in sys.modules
-# "localhost" only names the machine: kombu warns about a broker URL without a host.
-CELERY_BROKER_URL = env_str(
-    "CELERY_BROKER_URL", "memory://localhost//" if _UNDER_PYTEST else "filesystem://localhost//"
-)
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+
+
+def broker_transport_options(url: str) -> dict:
+    """The file-system broker keeps its folders in the data dir (kombu's default is ./control ...)."""
+    if not url.startswith("filesystem://"):
+        return {}
+    return {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
-        # Broadcast (worker control) exchanges; kombu's default is ./control in the working folder.
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+
+
+# "localhost" only names the machine: kombu warns about a broker URL without a host.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//")
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -167,13 +169,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env_str("JTB_CONTROL_QUEUE", "jtb-control")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
-# Periodic upkeep. Each entry's task is safe to run twice.
-CELERY_BEAT_SCHEDULE = {
-    "jtb-reap-lost-processes": {"task": "processes.tasks.reap_lost_processes", "schedule": 60.0},
-}
 
 # --- JobTarget Batch ----------------------------------------------------------------------------
-JTB_EXECUTOR = env_choice("JTB_EXECUTOR", "local", {"local", "aws_batch"})
+# The engines that run processes, by name: a dotted path to a processes.executors.Executor. Adding
+# an engine is one package and one line here.
+JTB_EXECUTORS = {
+    "local": "runner.executors.local.LocalExecutor",
+    "aws_batch": "runner.executors.aws_batch.AwsBatchExecutor",
+}
+JTB_EXECUTOR = env_choice("JTB_EXECUTOR", "local", set(JTB_EXECUTORS))
 JTB_BASE_URL = env_str("JTB_BASE_URL", "http://localhost:8000").rstrip("/")
 JTB_TEMPLATE_ROOT = Path(env_str("JTB_TEMPLATE_ROOT", str(BASE_DIR / "templates"))).resolve()
 JTB_LOG_DIR = Path(env_str("JTB_LOG_DIR", str(DATA_DIR / "logs"))).resolve()
@@ -256,10 +260,6 @@ def _seconds_by_queue(name: str) -> dict[str, int]:
 JTB_BATCH_RUNNABLE_MAX_SECONDS_BY_QUEUE = _seconds_by_queue("JTB_BATCH_RUNNABLE_MAX_SECONDS_BY_QUEUE")
 # Where the admin's template uploads go: s3://bucket/prefix/ (empty: the local template root).
 JTB_TEMPLATE_UPLOAD_URI = env_str("JTB_TEMPLATE_UPLOAD_URI")
-# The tracker: Batch job states of active runs, lost submissions, runs stuck waiting for capacity.
-CELERY_BEAT_SCHEDULE["jtb-track-batch-jobs"] = {
-    "task": "runner.tasks_batch.track_batch_jobs", "schedule": float(JTB_BATCH_TRACK_SECONDS),
-}
 # Optional: an SQS queue an EventBridge rule fills with "Batch Job State Change" events
 # (docs/aws.md), so Batch states show within seconds; empty turns it off (the tracker still runs).
 JTB_BATCH_EVENTS_QUEUE_URL = env_str("JTB_BATCH_EVENTS_QUEUE_URL")
@@ -268,12 +268,6 @@ JTB_BATCH_EVENTS_SECONDS = env_int("JTB_BATCH_EVENTS_SECONDS", 10, minimum=1)
 JTB_BATCH_EVENTS_WAIT_SECONDS = env_int("JTB_BATCH_EVENTS_WAIT_SECONDS", 2, minimum=0)
 if JTB_BATCH_EVENTS_WAIT_SECONDS > 20:
     raise ImproperlyConfigured("JTB_BATCH_EVENTS_WAIT_SECONDS must be at most 20 (SQS long polling)")
-if JTB_BATCH_EVENTS_QUEUE_URL:
-    CELERY_BEAT_SCHEDULE["jtb-consume-batch-events"] = {
-        "task": "runner.tasks_batch.consume_batch_events",
-        "schedule": float(JTB_BATCH_EVENTS_SECONDS),
-        "options": {"expires": float(JTB_BATCH_EVENTS_SECONDS)},
-    }
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -341,15 +335,37 @@ JTB_SCHEDULER_GROUP = env_str("JTB_SCHEDULER_GROUP", "jobtarget-batch")
 JTB_SCHEDULER_NAME_PREFIX = env_str("JTB_SCHEDULER_NAME_PREFIX", "jtb-schedule")
 JTB_SCHEDULER_ROLE_ARN = env_str("JTB_SCHEDULER_ROLE_ARN")
 JTB_SCHEDULER_MAX_EVENT_AGE_SECONDS = env_int("JTB_SCHEDULER_MAX_EVENT_AGE_SECONDS", 3600, minimum=60)
-# Expired ticks are dropped rather than piled up while no worker runs them.
-CELERY_BEAT_SCHEDULE["jtb-schedules-tick"] = {
-    "task": "jobs.tasks.schedules_tick",
-    "schedule": float(JTB_SCHEDULE_TICK_SECONDS),
-    "options": {"expires": float(JTB_SCHEDULE_TICK_SECONDS)},
-}
 # Optional periodic EventBridge repair (what `manage.py schedules_sync` does); 0 turns it off.
 JTB_SCHEDULER_SYNC_SECONDS = env_int("JTB_SCHEDULER_SYNC_SECONDS", 0, minimum=0)
-if JTB_SCHEDULER_SYNC_SECONDS:
-    CELERY_BEAT_SCHEDULE["jtb-schedules-sync"] = {
-        "task": "jobs.tasks.schedules_sync_all", "schedule": float(JTB_SCHEDULER_SYNC_SECONDS),
+# How often the control plane finalizes finished runs nobody finalized yet (a run that ended in a
+# container: its failure e-mail and the next queued run wait at most this long).
+JTB_FINALIZE_SECONDS = env_int("JTB_FINALIZE_SECONDS", 10, minimum=1)
+
+
+def beat_schedule() -> dict[str, dict]:
+    """Every periodic task, in one place. Each entry's task is safe to run twice; `expires` drops
+    ticks that piled up while no worker ran them."""
+    def every(task: str, seconds: float, *, expires: bool = False) -> dict:
+        entry = {"task": task, "schedule": float(seconds)}
+        if expires:
+            entry["options"] = {"expires": float(seconds)}
+        return entry
+
+    schedule = {
+        "jtb-schedules-tick": every("jobs.tasks.schedules_tick", JTB_SCHEDULE_TICK_SECONDS, expires=True),
+        "jtb-finalize-processes": every("processes.tasks.finalize_pending_processes", JTB_FINALIZE_SECONDS,
+                                        expires=True),
+        "jtb-reap-lost-processes": every("processes.tasks.reap_lost_processes", 60),
+        # The tracker: Batch job states of active runs, lost submissions, runs stuck waiting for capacity.
+        "jtb-track-batch-jobs": every("runner.tasks.track_batch_jobs", JTB_BATCH_TRACK_SECONDS),
     }
+    if JTB_BATCH_EVENTS_QUEUE_URL:
+        schedule["jtb-consume-batch-events"] = every(
+            "runner.tasks.consume_batch_events", JTB_BATCH_EVENTS_SECONDS, expires=True
+        )
+    if JTB_SCHEDULER_SYNC_SECONDS:
+        schedule["jtb-schedules-sync"] = every("jobs.tasks.schedules_sync_all", JTB_SCHEDULER_SYNC_SECONDS)
+    return schedule
+
+
+CELERY_BEAT_SCHEDULE = beat_schedule()

@@ -68,6 +68,9 @@ class Process(models.Model):
     finished_at = models.DateTimeField("finished", null=True, blank=True)
     heartbeat_at = models.DateTimeField("last heartbeat", null=True, blank=True)
     cancel_requested_at = models.DateTimeField("cancel requested", null=True, blank=True)
+    # Set once the control plane did what a run's end calls for (failure notification, releasing
+    # the next queued run): processes.services.process_finalize claims it.
+    finalized_at = models.DateTimeField("finalized", null=True, blank=True, editable=False)
     exit_code = models.IntegerField("exit code", null=True, blank=True)
     failure_reason = models.TextField("failure reason", blank=True)
     rerun_of = models.ForeignKey(
@@ -97,6 +100,11 @@ class Process(models.Model):
             models.Index(fields=["created_at"], name="process_created_idx"),
             # The reaper: WHERE status = 'running' AND heartbeat_at < ?.
             models.Index(fields=["status", "heartbeat_at"], name="process_status_heartbeat_idx"),
+            # The finalize sweep: finished runs not finalized yet (a handful among millions).
+            models.Index(
+                fields=["id"], name="process_to_finalize_idx",
+                condition=Q(finalized_at__isnull=True, status__in=FINISHED_STATUSES),
+            ),
         ]
 
     def __str__(self) -> str:

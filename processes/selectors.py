@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from processes.executors import LogChunk, executor_get
 from processes.models import Process
-from runner.executors import LogChunk, get_executor
 
 DEFAULT_LOG_LIMIT = 1_000_000
 
 
 def process_log_read(*, process: Process, offset: int = 0, limit: int = DEFAULT_LOG_LIMIT) -> LogChunk:
     """The run's log from byte `offset` on (local file, or the executor's store such as CloudWatch)."""
-    executor = get_executor(process.executor or None)
+    executor = executor_get(process.executor or None)
     return executor.read_log(process, max(offset, 0), limit)
 
 

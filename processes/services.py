@@ -1,9 +1,15 @@
-"""Every state change of a run: start, dispatch, run, finish, cancel, rerun.
+"""Every state change of a run: start, submit, run, finish, finalize, cancel, rerun.
 
 The admin, the API, Celery tasks, schedules and the runner all call these functions, so each rule
 (concurrency policy, forward-only status, one notification per failure) lives in one place.
 Status moves are claimed with a conditional UPDATE that must touch exactly one row, so two
 workers, a redelivered message or a late runner can never move a run backwards or twice.
+
+A run's end has two halves. `process_finish` records it, wherever the run ended (a runner in a
+container, the local worker, the reaper, the Batch tracker). `process_finalize` then does what the
+control plane must do once — the failure notification, releasing the next queued run — in a
+control-plane process: a task enqueued after commit, the local worker that watched the runner, or
+the periodic sweep that finds finished runs nobody finalized (a container has no broker).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from django.utils import timezone
 
 from jobs.models import ConcurrencyPolicy, Job, Schedule
 from jobs.validation import validate_json_object
+from processes.executors import executor_get
+from processes.notifications import process_failure_notify
 from processes.models import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
@@ -33,8 +41,10 @@ from processes.models import (
 logger = logging.getLogger(__name__)
 
 MAX_PARAMETERS_BYTES = 64 * 1024
-# Dispatch messages carry this many process ids each, so a bulk run of 1,000 sends 20 messages.
-DISPATCH_CHUNK = 50
+# Submit messages carry this many process ids each, so a bulk run of 1,000 sends 20 messages.
+SUBMIT_CHUNK = 50
+# Finished runs the periodic sweep finalizes per call.
+FINALIZE_SWEEP_LIMIT = 500
 
 
 class ProcessRefused(Exception):
@@ -120,7 +130,7 @@ def process_start_many(
     """Start several runs at once, all or none: the bulk path of the API.
 
     Validation errors name the index of each bad request. Rows are written with one INSERT and
-    dispatch messages go out in chunks after commit.
+    submit messages go out in chunks after commit.
     """
     if trigger not in Trigger.values:
         raise ValidationError(f"Unknown trigger {trigger!r}.")
@@ -145,9 +155,9 @@ def process_start_many(
             raise
         # Another beat, a redelivered message or the repeated DST hour got there first.
         return [Process.objects.get(schedule=schedule, scheduled_for=scheduled_for)]
-    to_dispatch = [process.pk for process in processes if not process.held]
+    to_submit = [process.pk for process in processes if not process.held]
     if enqueue:  # False: the caller runs it itself (`manage.py run_job` inside AWS Batch)
-        transaction.on_commit(lambda: processes_enqueue(process_ids=to_dispatch))
+        transaction.on_commit(lambda: processes_submit_later(process_ids=to_submit))
     return processes
 
 
@@ -209,35 +219,28 @@ def _create_processes(requests, cleaned, *, trigger, user, rerun_of, schedule, s
     return created
 
 
-def processes_enqueue(*, process_ids: Iterable[int]) -> None:
-    """Send dispatch messages for runs already committed as queued."""
-    from processes.tasks import dispatch_processes
+def processes_submit_later(*, process_ids: Iterable[int]) -> None:
+    """Send submit messages (in chunks) for runs already committed as queued."""
+    from processes.tasks import submit_processes
 
     ids = list(process_ids)
-    for start in range(0, len(ids), DISPATCH_CHUNK):
-        dispatch_processes.delay(ids[start : start + DISPATCH_CHUNK])
+    for start in range(0, len(ids), SUBMIT_CHUNK):
+        submit_processes.delay(ids[start : start + SUBMIT_CHUNK])
 
 
-def process_dispatch(*, process_id: int) -> None:
-    """Hand a queued run to the executor in settings. Safe to call twice for the same run."""
-    processes_dispatch(process_ids=[process_id])
-
-
-def processes_dispatch(*, process_ids: Sequence[int]) -> None:
-    """Hand queued runs (a dispatch message's chunk) to the executor in settings, loaded in one query.
+def processes_submit(*, process_ids: Sequence[int]) -> None:
+    """Hand queued runs (a submit message's chunk) to the executor in settings, loaded in one query.
 
     Runs no longer queued, or held behind an active run of their job, are skipped; the executor's
     claim decides between two workers, so calling this twice for the same runs is safe.
     """
-    from runner.executors import get_executor
-
     processes = list(
         Process.objects.select_related("job")
         .filter(pk__in=list(process_ids), status=ProcessStatus.QUEUED, held=False)
         .order_by("pk")
     )
     if processes:
-        get_executor().submit_many(processes)
+        executor_get().submit(processes)
 
 
 def process_claim(*, process_id: int, to_status: str, from_statuses: Sequence[str], **fields) -> bool:
@@ -278,12 +281,15 @@ def process_finish(
     failure_reason: str = "",
     exit_code: int | None = None,
     from_statuses: Sequence[str] = ACTIVE_STATUSES,
+    finalize_later: bool = True,
     **fields,
 ) -> bool:
     """Record how a run ended. Only the first call for a run counts; later ones return False.
 
-    Tasks still marked running are closed as failed with the same reason, a failure notifies
-    the job's e-mails, and a run of a `queue` job waiting behind this one is released.
+    Tasks still marked running are closed as failed with the same reason. With `finalize_later`
+    (every control-plane caller) the run is finalized by a task after commit; the runner passes
+    False: it records results only, and the control plane finds the run finished (see the module
+    docstring).
     """
     if status not in FINISHED_STATUSES:
         raise ValueError(f"{status!r} is not a final status")
@@ -299,13 +305,49 @@ def process_finish(
             status=TaskStatus.FAILED, finished_at=now,
             error=failure_reason[:10_000] or "The run ended before this task finished.",
         )
-        job_id = Process.objects.filter(pk=process_id).values_list("job_id", flat=True).get()
-    if status == ProcessStatus.FAILED:
-        from processes.notifications import process_failure_notify
-
-        transaction.on_commit(lambda: process_failure_notify(process_id=process_id))
-    transaction.on_commit(lambda: process_release_next(job_id=job_id))
+    if finalize_later:
+        transaction.on_commit(lambda: processes_finalize_later(process_ids=[process_id]))
     return True
+
+
+def processes_finalize_later(*, process_ids: Sequence[int]) -> None:
+    """Ask the control plane to finalize these finished runs (a message to the control queue)."""
+    from processes.tasks import finalize_processes
+
+    finalize_processes.delay(list(process_ids))
+
+
+def process_finalize(*, process_id: int) -> bool:
+    """The control plane's half of a run's end, exactly once: notify a failure, release the next run.
+
+    Claimed with a conditional UPDATE on `finalized_at`, so a task, the local worker and the sweep
+    racing for the same run do it once between them. Returns False when the run is not finished yet
+    or was finalized already.
+    """
+    claimed = Process.objects.filter(
+        pk=process_id, status__in=FINISHED_STATUSES, finalized_at__isnull=True
+    ).update(finalized_at=timezone.now())
+    if not claimed:
+        return False
+    status, job_id = Process.objects.filter(pk=process_id).values_list("status", "job_id").get()
+    if status == ProcessStatus.FAILED:
+        process_failure_notify(process_id=process_id)
+    process_release_next(job_id=job_id)
+    return True
+
+
+def processes_finalize(*, process_ids: Iterable[int]) -> list[int]:
+    """Finalize these runs (those finished and not finalized yet); the ids this call finalized."""
+    return [process_id for process_id in process_ids if process_finalize(process_id=process_id)]
+
+
+def processes_finalize_pending(*, limit: int = FINALIZE_SWEEP_LIMIT) -> list[int]:
+    """The sweep: finalize finished runs nobody finalized (a run ended in a container, a lost message)."""
+    pending = list(
+        Process.objects.filter(status__in=FINISHED_STATUSES, finalized_at__isnull=True)
+        .order_by("pk").values_list("pk", flat=True)[:limit]
+    )
+    return processes_finalize(process_ids=pending)
 
 
 def process_release_next(*, job_id: int) -> Process | None:
@@ -318,14 +360,12 @@ def process_release_next(*, job_id: int) -> Process | None:
         if waiting is None:
             return None
         Process.objects.filter(pk=waiting.pk, held=True).update(held=False)
-        transaction.on_commit(lambda: processes_enqueue(process_ids=[waiting.pk]))
+        transaction.on_commit(lambda: processes_submit_later(process_ids=[waiting.pk]))
         return waiting
 
 
 def process_cancel(*, process: Process, user=None) -> Process:
     """Cancel a run: at once when no executor has it yet, else ask the executor to stop it."""
-    from runner.executors import get_executor
-
     who = f" by {user.get_username()}" if user is not None and user.is_authenticated else ""
     if process.status in FINISHED_STATUSES:
         raise ProcessRefused(f"Process {process.pk} already {process.status}; there is nothing to cancel.", code="finished")
@@ -343,12 +383,12 @@ def process_cancel(*, process: Process, user=None) -> Process:
         process.refresh_from_db()
         raise ProcessRefused(f"Process {process.pk} already {process.status}; there is nothing to cancel.", code="finished")
     process.refresh_from_db()
-    executor = get_executor(process.executor or None)
+    executor = executor_get(process.executor or None)
     transaction.on_commit(lambda: executor.cancel(process))
     return process
 
 
-def process_rerun(*, process: Process, user=None, trigger: str = Trigger.RERUN) -> Process:
+def process_rerun(*, process: Process, user=None) -> Process:
     """Start a new run of a failed or cancelled one, with the same parameters, linked by rerun_of."""
     if process.status not in (ProcessStatus.FAILED, ProcessStatus.CANCELLED):
         raise ProcessRefused(
@@ -360,25 +400,26 @@ def process_rerun(*, process: Process, user=None, trigger: str = Trigger.RERUN) 
     )
 
 
-def task_start(*, process_id: int, sequence: int, name: str) -> Task:
-    """Record that a step began. Retried writes find the row already there."""
+def task_start(*, process_id: int, sequence: int, name: str, at: datetime | None = None) -> Task:
+    """Record that a step began (`at`: when the template began it). Retried writes find the row there."""
     task, _ = Task.objects.get_or_create(
         process_id=process_id, sequence=sequence,
-        defaults={"name": name[:200], "status": TaskStatus.RUNNING, "started_at": timezone.now()},
+        defaults={"name": name[:200], "status": TaskStatus.RUNNING, "started_at": at or timezone.now()},
     )
     return task
 
 
-def task_finish(*, process_id: int, sequence: int, status: str, error: str = "", traceback: str = "") -> bool:
+def task_finish(
+    *, process_id: int, sequence: int, status: str, error: str = "", traceback: str = "", at: datetime | None = None
+) -> bool:
+    """Record how a step ended (`at`: when the template ended it); only a running step changes."""
     return Task.objects.filter(process_id=process_id, sequence=sequence, status=TaskStatus.RUNNING).update(
-        status=status, finished_at=timezone.now(), error=error[:10_000], traceback=traceback[:100_000]
+        status=status, finished_at=at or timezone.now(), error=error[:10_000], traceback=traceback[:100_000]
     ) == 1
 
 
 def processes_reap_lost(*, older_than_seconds: int) -> list[int]:
     """Fail running runs whose runner stopped beating, after the executor confirms it is gone."""
-    from runner.executors import get_executor
-
     cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
     stale = list(
         Process.objects.filter(status=ProcessStatus.RUNNING, heartbeat_at__lt=cutoff).only(
@@ -388,7 +429,7 @@ def processes_reap_lost(*, older_than_seconds: int) -> list[int]:
     reaped = []
     for process in stale:
         try:
-            alive = get_executor(process.executor or None).is_alive(process)
+            alive = executor_get(process.executor or None).reconcile(process)
         except Exception:  # the executor cannot say (AWS unreachable): ask again next time
             logger.warning("Process %s: could not ask its executor whether it runs", process.pk, exc_info=True)
             continue

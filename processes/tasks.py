@@ -8,9 +8,19 @@ from django.conf import settings
 from processes import services
 
 
-@shared_task(name="processes.tasks.dispatch_processes")
-def dispatch_processes(process_ids: list[int]) -> None:
-    services.processes_dispatch(process_ids=process_ids)
+@shared_task(name="processes.tasks.submit_processes")
+def submit_processes(process_ids: list[int]) -> None:
+    services.processes_submit(process_ids=process_ids)
+
+
+@shared_task(name="processes.tasks.finalize_processes", ignore_result=True)
+def finalize_processes(process_ids: list[int]) -> list[int]:
+    return services.processes_finalize(process_ids=process_ids)
+
+
+@shared_task(name="processes.tasks.finalize_pending_processes", ignore_result=True)
+def finalize_pending_processes() -> list[int]:
+    return services.processes_finalize_pending()
 
 
 @shared_task(name="processes.tasks.reap_lost_processes")

@@ -30,10 +30,6 @@ class Events:
         self._stream.flush()
 
 
-class TaskFailed(Exception):
-    """Marks an exception a task has already reported, so it is not reported twice."""
-
-
 class Context:
     """What main(ctx) receives: parameters, identity, a logger and `task(name)`."""
 

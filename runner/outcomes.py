@@ -31,10 +31,10 @@ class ChildReport:
     rss_mib: int | None = None
 
 
-def outcome_of(report: ChildReport, returncode: int, spec: dict) -> Outcome:
+def outcome_of(report: ChildReport, returncode: int, *, memory_mib: int) -> Outcome:
     error = report.error or {}
     kind = error.get("kind")
-    limit = spec["memory_mib"]
+    limit = memory_mib
     if report.failed_tasks:
         name, message = report.failed_tasks[0]
         if kind == "memory":

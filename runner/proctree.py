@@ -72,10 +72,6 @@ def _send(members: list[psutil.Process], sig: int) -> None:
             pass
 
 
-def signal_tree(pid: int, sig: int = signal.SIGTERM) -> None:
-    _send(tree(pid), sig)
-
-
 def signal_descendants(pid: int, sig: int = signal.SIGTERM) -> None:
     _send(descendants(pid), sig)
 

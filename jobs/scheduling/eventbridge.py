@@ -7,27 +7,27 @@ schedules keep firing while the web app and the workers are down.
 
 `schedule_remote_sync` makes the remote schedule match the database (create, update, delete);
 `schedules_remote_sync_all` (`manage.py schedules_sync`) also removes remote orphans. Both run
-outside any transaction: AWS is called after the state is committed, then the answer is recorded.
+outside any transaction (in a worker: jobs.services queues them after commit): AWS is called after
+the state is committed, then the answer is recorded.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import transaction
 from django.utils import timezone
 
 from jobs.models import Schedule, ScheduleDriver
 from jobs.scheduling.aws_cron import unix_to_aws_cron
+from processes.services import job_snapshot
 from runner.aws import scheduler as remote
+from runner.aws.batch_request import pascal_case, submit_job_request
 
 logger = logging.getLogger(__name__)
 
@@ -53,45 +53,17 @@ def run_job_command(*, job_id: int, schedule_id: int) -> list[str]:
     ]
 
 
-def _batch_job_queue(job) -> str:
-    return job.queue or getattr(settings, "JTB_BATCH_JOB_QUEUE", "") or "jtb-default"
-
-
-def _is_fargate(queue: str) -> bool:
-    return queue in getattr(settings, "JTB_BATCH_FARGATE_QUEUES", [])
-
-
-def _resource_requirements(job, *, fargate: bool) -> list[dict]:
-    vcpus = Decimal(job.vcpus)
-    # EC2 compute environments take whole vCPUs; Fargate takes 0.25, 0.5, 1, 2 ...
-    vcpu_text = format(vcpus.normalize(), "f") if fargate else str(max(1, math.ceil(vcpus)))
-    requirements = [{"Type": "VCPU", "Value": vcpu_text}, {"Type": "MEMORY", "Value": str(job.memory_mib)}]
-    if job.gpus:
-        requirements.append({"Type": "GPU", "Value": str(job.gpus)})
-    return requirements
-
-
 def batch_submit_input(schedule: Schedule) -> dict:
-    """The SubmitJob request EventBridge Scheduler sends at each tick (the target's Input)."""
+    """The SubmitJob request EventBridge Scheduler sends at each tick (the target's Input): the
+    executor's own request (runner.aws.batch_request) for the job's current settings, in PascalCase,
+    with the command that starts the tick's run."""
     job = schedule.job
-    queue = _batch_job_queue(job)
-    fargate = _is_fargate(queue)
-    definition = getattr(settings, "JTB_BATCH_JOB_DEFINITION", "") or "jtb-runner"
-    prefix = re.sub(r"[^A-Za-z0-9_-]", "-", getattr(settings, "JTB_BATCH_NAME_PREFIX", "jtb")) or "jtb"
-    return {
-        "JobName": f"{prefix}-job{job.pk}-schedule{schedule.pk}"[:128],
-        "JobQueue": queue,
-        "JobDefinition": f"{definition}-fargate" if fargate else definition,
-        "ContainerOverrides": {
-            "Command": run_job_command(job_id=job.pk, schedule_id=schedule.pk),
-            "ResourceRequirements": _resource_requirements(job, fargate=fargate),
-        },
-        # The runner enforces the job's timeout itself; Batch stops a hung attempt a bit later.
-        "Timeout": {"AttemptDurationSeconds": max(60, job.timeout_seconds + 300)},
-        "RetryStrategy": {"Attempts": job.retry_attempts},
-        "Tags": {"jtb:job-id": str(job.pk), "jtb:schedule-id": str(schedule.pk)},
-        "PropagateTags": True,
-    }
+    request = submit_job_request(
+        snapshot=job_snapshot(job), job_id=job.pk, tags=job.tags, name_suffix=f"schedule{schedule.pk}",
+        system_tags={"jtb:job-id": str(job.pk), "jtb:schedule-id": str(schedule.pk)},
+        command=run_job_command(job_id=job.pk, schedule_id=schedule.pk),
+    )
+    return pascal_case(request)
 
 
 def remote_spec(schedule: Schedule, *, now: datetime | None = None) -> dict:
@@ -205,13 +177,3 @@ def schedules_remote_sync_all() -> SyncReport:
     for schedule_id in sorted(wanted):
         report.add(schedule_remote_sync(schedule_id=schedule_id), schedule_id)
     return report
-
-
-def schedules_remote_sync_queue(*, schedule_ids) -> None:
-    """Sync these schedules in a worker once the current transaction commits."""
-    ids = sorted(set(schedule_ids))
-    if not ids:
-        return
-    from jobs.tasks import sync_schedules
-
-    transaction.on_commit(lambda: sync_schedules.delay(ids))

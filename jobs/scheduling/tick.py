@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -30,6 +31,7 @@ from processes.models import Trigger
 from processes.services import ProcessRefused, RunRequest, process_start, process_start_many
 
 logger = logging.getLogger(__name__)
+TICK_TASK = "jobs.tasks.schedules_tick"
 
 
 @dataclass
@@ -96,12 +98,11 @@ def _due_rows(*, now: datetime, batch_size: int):
 
 
 def _call_helpers(*, now: datetime, batch_size: int) -> None:
-    from jobs.tasks import schedules_tick as tick_task
-
     limit = batch_size * (settings.JTB_SCHEDULE_TICK_HELPERS + 1)
     due = Schedule.objects.filter(next_fire_at__lte=now, enabled=True, driver=ScheduleDriver.BEAT)[:limit].count()
     for _ in range(min(settings.JTB_SCHEDULE_TICK_HELPERS, -(-due // batch_size) - 1)):
-        tick_task.apply_async(kwargs={"helper": True}, expires=60)
+        # Sent by name: this driver does not import the Celery tasks (entry points) that call it.
+        current_app.send_task(TICK_TASK, kwargs={"helper": True}, expires=60)
 
 
 def _more_due(now: datetime) -> bool:

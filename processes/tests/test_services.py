@@ -16,8 +16,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def enqueued():
-    """Dispatch messages the services send, captured instead of going to the broker."""
-    with mock.patch("processes.tasks.dispatch_processes.delay") as delay:
+    """Submit messages the services send, captured instead of going to the broker; finalize messages
+    run at once, as the control worker would run them."""
+    with mock.patch("processes.tasks.submit_processes.delay") as delay, mock.patch(
+        "processes.tasks.finalize_processes.delay", side_effect=lambda ids: services.processes_finalize(process_ids=ids)
+    ):
         yield delay
 
 
@@ -189,8 +192,8 @@ def test_cancel_of_a_queued_process_ends_it_at_once(enqueued):
     assert process.status == ProcessStatus.CANCELLED
     assert "by ops" in process.failure_reason
     # A dispatch message still in flight finds nothing to do.
-    with mock.patch("runner.executors.local.LocalExecutor.submit") as submit:
-        services.process_dispatch(process_id=process.pk)
+    with mock.patch("runner.executors.local.executor.LocalExecutor.submit") as submit:
+        services.processes_submit(process_ids=[process.pk])
     submit.assert_not_called()
 
 

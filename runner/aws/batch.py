@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from runner.aws.client import aws_client
+from runner.aws.client import aws_client, aws_error_code
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +76,6 @@ class TokenBucket:
 submit_bucket = TokenBucket()
 
 
-def error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 def _call(operation: str, *, paced: bool = False, **params) -> dict:
     """One Batch API call, retried while AWS throttles it."""
     client = aws_client("batch")
@@ -89,7 +85,7 @@ def _call(operation: str, *, paced: bool = False, **params) -> dict:
         try:
             return getattr(client, operation)(**params)
         except ClientError as exc:
-            code = error_code(exc)
+            code = aws_error_code(exc)
             if code in THROTTLE_CODES:
                 if delay is None:
                     raise BatchThrottled(f"AWS Batch throttled {operation} through every retry.") from exc

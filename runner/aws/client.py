@@ -6,6 +6,7 @@ from functools import cache
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from django.conf import settings
 
 
@@ -18,6 +19,11 @@ def _client(service: str, region: str, endpoint_url: str):
 def aws_client(service: str):
     """A boto3 client for `service` in the configured region and endpoint (cached per thread-safe key)."""
     return _client(service, settings.AWS_REGION, settings.AWS_ENDPOINT_URL)
+
+
+def aws_error_code(exc: ClientError) -> str:
+    """The AWS error code of a failed call, e.g. "ThrottlingException" ("" when AWS sent none)."""
+    return exc.response.get("Error", {}).get("Code", "")
 
 
 def aws_clients_reset() -> None:

@@ -48,7 +48,7 @@ def prepare_attempt(process_id: int, attempt: int) -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobtarget_batch.settings")
     django.setup()
-    from runner.batch_tracking import batch_attempt_restart
+    from runner.executors.aws_batch.tracking import batch_attempt_restart
 
     batch_attempt_restart(process_id=process_id, attempt=attempt)
 

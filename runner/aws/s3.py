@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner.aws.client import aws_client
+from runner.aws.client import aws_client, aws_error_code
 
 
 class S3ObjectError(Exception):
@@ -27,7 +27,7 @@ def s3_read_text(uri: str) -> str:
     try:
         body = aws_client("s3").get_object(**kwargs)["Body"].read()
     except ClientError as exc:
-        code = _error_code(exc)
+        code = aws_error_code(exc)
         if code in ("NoSuchKey", "404", "NoSuchVersion", "InvalidArgument"):
             raise S3ObjectError(f"{uri} does not exist (or that version does not).") from None
         raise _client_error(exc, uri, denied=f"Access to {uri} was denied; check the job role's S3 permissions.",
@@ -54,13 +54,9 @@ def s3_write_bytes(uri: str, data: bytes, *, content_type: str = "text/x-python"
     return version if version and version != "null" else None
 
 
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 def _client_error(exc: ClientError, uri: str, *, denied: str, verb: str) -> S3ObjectError:
     """The message for S3 errors reads and writes share: missing bucket, access denied, other."""
-    code = _error_code(exc)
+    code = aws_error_code(exc)
     if code == "NoSuchBucket":
         return S3ObjectError(f"The bucket of {uri} does not exist.")
     if code in ("AccessDenied", "403", "AllAccessDisabled"):

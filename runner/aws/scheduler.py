@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runner.aws.client import aws_client
+from runner.aws.client import aws_client, aws_error_code
 
 NOT_FOUND = "ResourceNotFoundException"
 CONFLICT = "ConflictException"
@@ -20,17 +20,13 @@ class SchedulerError(Exception):
         self.code = code
 
 
-def _code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 def _call(operation: str, **params) -> dict:
     try:
         return getattr(aws_client("scheduler"), operation)(**params)
     except ClientError as exc:
         message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-        raise SchedulerError(f"EventBridge Scheduler {operation} failed: {_code(exc)}: {message}",
-                             code=_code(exc)) from exc
+        raise SchedulerError(f"EventBridge Scheduler {operation} failed: {aws_error_code(exc)}: {message}",
+                             code=aws_error_code(exc)) from exc
     except BotoCoreError as exc:
         raise SchedulerError(f"EventBridge Scheduler {operation} failed: {exc}", code="connection") from exc
 

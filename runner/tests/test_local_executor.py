@@ -13,7 +13,7 @@ from processes.models import Process, ProcessStatus, TaskStatus
 from processes.selectors import process_log_read
 from processes.services import process_cancel, process_start
 from processes.models import Trigger
-from runner.local_run import local_run
+from runner.executors.local.watch import local_run
 from runner.tests.helpers import write_template
 from runner.tests.test_runner_support import wait_for
 
@@ -142,7 +142,7 @@ def test_reaper_spares_a_live_local_runner_whose_heartbeat_is_late(local, tmp_pa
     process, thread, _ = slow_run_started(local, tmp_path)
     Process.objects.filter(pk=process.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     process.refresh_from_db()
-    assert LocalExecutor().is_alive(process)
+    assert LocalExecutor().reconcile(process)
     assert processes_reap_lost(older_than_seconds=60) == []
     assert Process.objects.get(pk=process.pk).status == ProcessStatus.RUNNING
     process_cancel(process=process)
@@ -150,4 +150,4 @@ def test_reaper_spares_a_live_local_runner_whose_heartbeat_is_late(local, tmp_pa
     process.refresh_from_db()
     assert process.status == ProcessStatus.CANCELLED
     # Once the runner is gone, the executor says so.
-    assert not LocalExecutor().is_alive(process)
+    assert not LocalExecutor().reconcile(process)

@@ -6,7 +6,7 @@ import pytest
 
 from processes.models import ProcessStatus, TaskStatus
 from runner.environments import environment_key
-from runner.runtime import INSTALL_TASK
+from runner.runtime.recorder import INSTALL_TASK
 from runner.tests.test_runner_support import make_job, runner_popen, runner_run, start
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -68,7 +68,7 @@ def test_reaper_leaves_runs_that_beat_recently_or_that_the_executor_still_sees(m
     job = Job.objects.create(name="busy", template="x.py")
     recent = running_process(job, beat_seconds_ago=30)
     seen = running_process(job, beat_seconds_ago=600)
-    monkeypatch.setattr(LocalExecutor, "is_alive", lambda self, process: process.pk == seen.pk)
+    monkeypatch.setattr(LocalExecutor, "reconcile", lambda self, process: process.pk == seen.pk)
     assert processes_reap_lost(older_than_seconds=120) == []
     assert set(Process.objects.filter(pk__in=[recent.pk, seen.pk]).values_list("status", flat=True)) == {
         ProcessStatus.RUNNING
@@ -83,7 +83,7 @@ def test_reaper_does_not_fail_a_run_when_the_executor_cannot_answer(monkeypatch)
     def unreachable(self, process):
         raise ConnectionError("AWS is unreachable")
 
-    monkeypatch.setattr(LocalExecutor, "is_alive", unreachable)
+    monkeypatch.setattr(LocalExecutor, "reconcile", unreachable)
     assert processes_reap_lost(older_than_seconds=120) == []
     process.refresh_from_db()
     assert process.status == ProcessStatus.RUNNING

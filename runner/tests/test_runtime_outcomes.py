@@ -4,7 +4,7 @@ import pytest
 
 from jobs.models import Job
 from processes.models import ProcessStatus, TaskStatus
-from runner.executors.local import local_log_path
+from runner.executors.local.executor import local_log_path
 from runner.tests.helpers import run_process, start, write_template
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -52,12 +52,12 @@ def dispatches(monkeypatch, django_capture_on_commit_callbacks):
     """`with dispatches() as sent:` runs on-commit callbacks and records each dispatch message's ids."""
     from contextlib import contextmanager
 
-    from processes.tasks import dispatch_processes
+    from processes.tasks import submit_processes
 
     @contextmanager
     def capture():
         sent: list[list[int]] = []
-        monkeypatch.setattr(dispatch_processes, "delay", lambda ids: sent.append(list(ids)))
+        monkeypatch.setattr(submit_processes, "delay", lambda ids: sent.append(list(ids)))
         with django_capture_on_commit_callbacks(execute=True):
             yield sent
         monkeypatch.undo()

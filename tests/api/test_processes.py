@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from processes.models import Process, ProcessStatus, Task, Trigger
-from runner.executors.local import local_log_path
+from runner.executors.local.executor import local_log_path
 
 pytestmark = pytest.mark.django_db
 

@@ -148,8 +148,8 @@ def batch_states(monkeypatch):
 def submitted(batch_job, batch_calls):
     """A run of `batch_job` submitted to moto."""
     from processes.models import Process, Trigger
-    from processes.services import process_dispatch, process_start
+    from processes.services import processes_submit, process_start
 
     process = process_start(job=batch_job, trigger=Trigger.MANUAL)
-    process_dispatch(process_id=process.pk)
+    processes_submit(process_ids=[process.pk])
     return Process.objects.get(pk=process.pk)

@@ -10,12 +10,12 @@ from django.utils import timezone
 
 from jobs.models import ConcurrencyPolicy, Job
 from processes.models import Process, ProcessStatus, Trigger
-from processes.services import RunRequest, process_cancel, process_dispatch, process_start, process_start_many
-from processes.tasks import dispatch_processes
+from processes.services import RunRequest, process_cancel, processes_submit, process_start, process_start_many
+from processes.tasks import submit_processes
 from runner import batch_submission
 from runner.aws import batch
 from runner.aws.client import aws_client
-from runner.batch_tracking import batch_processes_track
+from runner.executors.aws_batch.tracking import batch_processes_track
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ def test_a_chunk_is_loaded_claimed_and_saved_in_three_queries_with_one_job_per_r
     ids = start(job, 20)
 
     with django_assert_num_queries(3):  # SELECT the chunk, claim it, save its job ids
-        dispatch_processes(ids)
+        submit_processes(ids)
 
     runs = Process.objects.filter(pk__in=ids)
     assert {run.status for run in runs} == {ProcessStatus.SUBMITTED}
@@ -57,7 +57,7 @@ def test_each_run_of_a_chunk_records_its_own_job_name_and_queue(batch_job, batch
     other = Job.objects.create(name="default queue", template="examples/hello.py")
     ids = start(batch_job, 2) + start(other, 2)
 
-    dispatch_processes(ids)
+    submit_processes(ids)
 
     for run in Process.objects.filter(pk__in=ids):
         assert run.executor_details == {
@@ -74,13 +74,13 @@ def test_chunk_skips_cancelled_held_and_already_submitted_runs(batch_setup, batc
     job = Job.objects.create(name="bulk", template="examples/hello.py")
     cancelled, submitted, *queued = start(job, 5)
     process_cancel(process=Process.objects.get(pk=cancelled))
-    process_dispatch(process_id=submitted)
+    processes_submit(process_ids=[submitted])
     already = Process.objects.get(pk=submitted).external_id
     serial = Job.objects.create(name="one at a time", template="examples/hello.py",
                                 concurrency_policy=ConcurrencyPolicy.QUEUE)
     first, held = start(serial, 2)
 
-    dispatch_processes([cancelled, submitted, *queued, first, held])
+    submit_processes([cancelled, submitted, *queued, first, held])
 
     runs = {run.pk: run for run in Process.objects.all()}
     assert runs[cancelled].status == ProcessStatus.CANCELLED and runs[cancelled].external_id == ""
@@ -126,8 +126,8 @@ def test_a_chunk_delivered_twice_submits_each_run_once(batch_setup, batch_calls)
     job = Job.objects.create(name="bulk", template="examples/hello.py")
     ids = start(job, 10)
 
-    dispatch_processes(ids)
-    dispatch_processes(ids)
+    submit_processes(ids)
+    submit_processes(ids)
 
     assert len(batch_calls.of("SubmitJob")) == 10
     assert all(len(jobs) == 1 for jobs in batch_jobs_by_name("jtb-default").values())
@@ -138,7 +138,7 @@ def test_refused_run_fails_and_the_rest_of_its_chunk_is_submitted(batch_setup, b
     nowhere = Job.objects.create(name="nowhere", template="examples/hello.py", queue="no-such-queue")
     ids = start(good, 3) + start(nowhere, 1)
 
-    dispatch_processes(ids)
+    submit_processes(ids)
 
     runs = {run.pk: run for run in Process.objects.filter(pk__in=ids)}
     refused = runs[ids[-1]]
@@ -155,7 +155,7 @@ def test_chunk_throttled_through_every_retry_waits_for_the_tracker_then_each_run
     tries = len(batch.RETRY_DELAYS) + 1
     throttle = throttle_submits(3 * tries)  # every try of every call
 
-    dispatch_processes(ids)
+    submit_processes(ids)
 
     waiting = list(Process.objects.filter(pk__in=ids))
     assert throttle.sent == 3 * tries
@@ -180,7 +180,7 @@ def test_worker_killed_before_saving_a_chunks_ids_leaves_one_job_per_run_that_th
 
     monkeypatch.setattr(batch_submission, "batch_job_ids_record", killed)
     with pytest.raises(WorkerKilled):
-        dispatch_processes(ids)
+        submit_processes(ids)
     monkeypatch.undo()
     assert set(Process.objects.filter(pk__in=ids).values_list("external_id", flat=True)) == {""}
 
@@ -222,7 +222,7 @@ def test_a_bug_in_one_submission_still_saves_the_job_ids_of_the_others(batch_set
 
     monkeypatch.setattr(batch_submission, "submit_job_params", broken_for_one)
     with pytest.raises(ValueError, match="a bug"):
-        dispatch_processes(ids)
+        submit_processes(ids)
 
     runs = {run.pk: run for run in Process.objects.filter(pk__in=ids)}
     assert runs[ids[1]].external_id == ""  # left to the tracker after the grace period
@@ -233,15 +233,15 @@ def test_a_bug_in_one_submission_still_saves_the_job_ids_of_the_others(batch_set
 def test_local_executor_still_sends_one_message_per_queued_run(settings):
     settings.JTB_EXECUTOR = "local"
     job = Job.objects.create(name="local", template="examples/hello.py")
-    with mock.patch("processes.tasks.dispatch_processes.delay"):
+    with mock.patch("processes.tasks.submit_processes.delay"):
         ids = start(job, 3)
         cancelled = process_start(job=job, trigger=Trigger.MANUAL)
         process_cancel(process=cancelled)
 
-    with mock.patch("runner.tasks.run_local_process.apply_async") as send:
-        dispatch_processes([*ids, cancelled.pk])
+    with mock.patch("celery.current_app.send_task") as send:
+        submit_processes([*ids, cancelled.pk])
 
-    assert [call.kwargs for call in send.call_args_list] == [
-        {"args": [pk], "queue": settings.JTB_LOCAL_QUEUE} for pk in ids
+    assert [(call.args, call.kwargs) for call in send.call_args_list] == [
+        (("runner.tasks.run_local_process",), {"args": [pk], "queue": settings.JTB_LOCAL_QUEUE}) for pk in ids
     ]
     assert set(Process.objects.filter(pk__in=ids).values_list("status", flat=True)) == {ProcessStatus.QUEUED}

@@ -15,8 +15,8 @@ from processes.models import Process, ProcessStatus, Task, TaskStatus
 from processes.services import process_finish, process_mark_running, task_start
 from runner import batch_events
 from runner.aws.client import aws_client
-from runner.batch_events import batch_events_consume
-from runner.tasks_batch import consume_batch_events
+from runner.executors.aws_batch.events import batch_events_consume
+from runner.tasks import consume_batch_events
 
 pytestmark = pytest.mark.django_db
 
@@ -316,5 +316,5 @@ def test_beat_reads_the_queue_only_when_one_is_set(settings):
 
     assert beat_task(JTB_BATCH_EVENTS_QUEUE_URL="") == "-"
     assert beat_task(JTB_BATCH_EVENTS_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/jtb-events") == (
-        "runner.tasks_batch.consume_batch_events"
+        "runner.tasks.consume_batch_events"
     )

@@ -22,7 +22,7 @@ from jobs.models import Job
 from jobtarget_batch.celery import app as celery_app
 from processes.models import Process, ProcessStatus, TaskStatus
 from runner.aws.client import aws_client
-from runner.batch_tracking import batch_processes_track
+from runner.executors.aws_batch.tracking import batch_processes_track
 from runner.template_upload import template_store
 from runner.tests.test_runner_support import wait_for as shared_wait_for
 from tests.moto import FAKE_CREDENTIALS

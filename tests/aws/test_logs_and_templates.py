@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from processes.models import Process
 from processes.selectors import process_log_read, process_log_tail
 from runner.aws.client import aws_client
-from runner.batch_tracking import batch_processes_track
+from runner.executors.aws_batch.tracking import batch_processes_track
 from runner.template_source import TemplateFetchError, template_fetch
 from runner.template_upload import template_store
 

@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from jobs.models import Job
 from processes.models import Process, ProcessStatus, Trigger
-from processes.services import RunRequest, process_dispatch, process_start, process_start_many
+from processes.services import RunRequest, processes_submit, process_start, process_start_many
 from runner import batch_submission
 from runner.aws.client import aws_client
-from runner.batch_tracking import batch_processes_track
-from runner.executors import get_executor
+from runner.executors.aws_batch.tracking import batch_processes_track
+from processes.executors import executor_get
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def jobs_named(name: str, queue: str) -> list[dict]:
 def test_submit_sends_resources_timeout_retry_tags_and_queue_and_stores_the_job_id(batch_job, batch_calls):
     process = process_start(job=batch_job, trigger=Trigger.MANUAL)
 
-    process_dispatch(process_id=process.pk)
+    processes_submit(process_ids=[process.pk])
 
     process.refresh_from_db()
     [sent] = batch_calls.of("SubmitJob")
@@ -65,7 +65,7 @@ def test_small_job_without_gpu_on_the_default_queue_gets_whole_vcpus_and_at_leas
                              timeout_seconds=1)
     process = process_start(job=job, trigger=Trigger.MANUAL)
 
-    get_executor().submit(process)
+    executor_get().submit([process])
 
     [sent] = batch_calls.of("SubmitJob")
     assert sent["jobQueue"] == "jtb-default"
@@ -81,7 +81,7 @@ def test_fargate_queue_uses_the_fargate_definition_and_fractional_vcpus(batch_ca
                              queue="fargate-small")
     process = process_start(job=job, trigger=Trigger.MANUAL)
 
-    get_executor().submit(process)
+    executor_get().submit([process])
 
     [sent] = batch_calls.of("SubmitJob")
     assert sent["jobDefinition"] == "jtb-runner-fargate"
@@ -91,9 +91,9 @@ def test_fargate_queue_uses_the_fargate_definition_and_fractional_vcpus(batch_ca
 def test_dispatch_delivered_twice_submits_one_batch_job(batch_job, batch_calls):
     process = process_start(job=batch_job, trigger=Trigger.MANUAL)
 
-    process_dispatch(process_id=process.pk)
-    process_dispatch(process_id=process.pk)
-    get_executor().submit(Process.objects.get(pk=process.pk))
+    processes_submit(process_ids=[process.pk])
+    processes_submit(process_ids=[process.pk])
+    executor_get().submit([Process.objects.get(pk=process.pk)])
 
     assert len(batch_calls.of("SubmitJob")) == 1
     assert len(jobs_named(f"jtb-job{batch_job.pk}-process{process.pk}", "spot-small")) == 1
@@ -113,7 +113,7 @@ def test_worker_killed_between_submit_and_saving_the_id_leaves_one_job_that_the_
 
     monkeypatch.setattr(batch_submission, "batch_job_ids_record", killed)
     with pytest.raises(WorkerKilled):
-        process_dispatch(process_id=process.pk)
+        processes_submit(process_ids=[process.pk])
     monkeypatch.undo()
     process.refresh_from_db()
     assert process.status == ProcessStatus.SUBMITTED and process.external_id == ""
@@ -142,7 +142,7 @@ def test_worker_killed_before_submit_job_gets_the_run_submitted_by_the_tracker(b
 
     monkeypatch.setattr(batch_submission, "batch_submissions_send", killed)
     with pytest.raises(WorkerKilled):
-        process_dispatch(process_id=process.pk)
+        processes_submit(process_ids=[process.pk])
     monkeypatch.undo()
     assert batch_calls.of("SubmitJob") == []
 
@@ -156,7 +156,7 @@ def test_worker_killed_before_submit_job_gets_the_run_submitted_by_the_tracker(b
 
 def test_a_second_submission_racing_the_first_terminates_its_own_job(batch_job, batch_calls):
     process = process_start(job=batch_job, trigger=Trigger.MANUAL)
-    process_dispatch(process_id=process.pk)
+    processes_submit(process_ids=[process.pk])
     process.refresh_from_db()
     first = process.external_id
 
@@ -176,7 +176,7 @@ def test_burst_of_too_many_requests_still_submits_every_run_once(batch_setup, ba
     throttle = throttle_submits(60)
 
     for process in processes:
-        process_dispatch(process_id=process.pk)
+        processes_submit(process_ids=[process.pk])
     waiting = Process.objects.filter(job=job, external_id="").count()
     with time_machine.travel(timezone.now() + timezone.timedelta(seconds=settings.JTB_BATCH_SUBMIT_GRACE_SECONDS + 5)):
         batch_processes_track()
@@ -194,7 +194,7 @@ def test_throttled_through_every_retry_leaves_the_run_for_the_tracker_not_lost(
     process = process_start(job=batch_job, trigger=Trigger.MANUAL)
     throttle_submits(1000)
 
-    process_dispatch(process_id=process.pk)
+    processes_submit(process_ids=[process.pk])
 
     process.refresh_from_db()
     assert process.status == ProcessStatus.SUBMITTED and process.external_id == ""
@@ -205,7 +205,7 @@ def test_batch_refusing_the_run_fails_it_with_batchs_reason(batch_calls):
     job = Job.objects.create(name="nowhere", template="examples/hello.py", queue="no-such-queue")
     process = process_start(job=job, trigger=Trigger.MANUAL)
 
-    process_dispatch(process_id=process.pk)
+    processes_submit(process_ids=[process.pk])
 
     process.refresh_from_db()
     assert process.status == ProcessStatus.FAILED

@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from processes.models import Process, ProcessStatus, Task, TaskStatus
 from processes.services import process_cancel, process_mark_running, task_start
-from runner.batch_tracking import batch_attempt_restart, batch_job_observe, batch_processes_track
-from runner.executors import get_executor
+from runner.executors.aws_batch.tracking import batch_attempt_restart, batch_job_observe, batch_processes_track
+from processes.executors import executor_get
 
 pytestmark = pytest.mark.django_db
 
@@ -186,14 +186,14 @@ def test_cancel_requested_on_a_starting_job_is_terminated_once_by_the_tracker(su
     assert [call["reason"] for call in batch_calls.of("TerminateJob")] == ["Cancelled by ann."]
 
 
-def test_is_alive_follows_batch_and_records_batchs_reason_for_the_reaper(submitted, batch_states):
+def test_reconcile_follows_batch_and_records_batchs_reason_for_the_reaper(submitted, batch_states):
     process_mark_running(process_id=submitted.pk)
-    executor = get_executor("aws_batch")
+    executor = executor_get("aws_batch")
     batch_states[submitted.external_id] = {"status": "RUNNING", "attempts": []}
-    assert executor.is_alive(Process.objects.get(pk=submitted.pk)) is True
+    assert executor.reconcile(Process.objects.get(pk=submitted.pk)) is True
 
     batch_states[submitted.external_id] = OOM
-    assert executor.is_alive(Process.objects.get(pk=submitted.pk)) is False
+    assert executor.reconcile(Process.objects.get(pk=submitted.pk)) is False
     submitted.refresh_from_db()
     assert submitted.failure_reason.startswith("Out of memory")
 

@@ -60,7 +60,9 @@ def expected_input(job, schedule, *, memory="2048", vcpus="1"):
             "ResourceRequirements": [{"Type": "VCPU", "Value": vcpus}, {"Type": "MEMORY", "Value": memory}],
         },
         "Timeout": {"AttemptDurationSeconds": 3900},
-        "RetryStrategy": {"Attempts": 1},
+        "RetryStrategy": {"Attempts": 1, "EvaluateOnExit": [
+            {"OnStatusReason": "Host EC2*", "Action": "RETRY"}, {"OnReason": "*", "Action": "EXIT"},
+        ]},
         "Tags": {"jtb:job-id": str(job.pk), "jtb:schedule-id": str(schedule.pk)},
         "PropagateTags": True,
     }
@@ -181,7 +183,7 @@ def test_schedules_sync_removes_an_orphan_and_recreates_a_missing_one(eventbridg
 # --- run_job: what the remote schedule runs ---------------------------------------------------
 def test_run_job_starts_each_tick_once_even_when_delivered_twice(make_job, monkeypatch, settings, capsys):
     from processes.services import process_mark_running
-    from runner import runtime
+    from runner.management.commands import run_job
 
     ran: list[int] = []
 
@@ -190,7 +192,7 @@ def test_run_job_starts_each_tick_once_even_when_delivered_twice(make_job, monke
         process_mark_running(process_id=process_id)
         return 0
 
-    monkeypatch.setattr(runtime, "run", fake_run)
+    monkeypatch.setattr(run_job, "run", fake_run)
     monkeypatch.setenv("AWS_BATCH_JOB_ID", "batch-job-1")
     job = make_job()
     schedule = schedule_save(schedule=Schedule(job=job, cron="0 7 * * *", timezone="UTC",

@@ -22,7 +22,7 @@ MINUTE = timedelta(minutes=1)
 def enqueued(monkeypatch):
     """Dispatch messages sent after commit, by process id."""
     sent: list[int] = []
-    monkeypatch.setattr("processes.services.processes_enqueue", lambda *, process_ids: sent.extend(process_ids))
+    monkeypatch.setattr("processes.services.processes_submit_later", lambda *, process_ids: sent.extend(process_ids))
     return sent
 
 
@@ -253,11 +253,18 @@ def test_two_ticks_running_at_once_over_many_ticks_start_one_run_per_tick(make_j
 
 
 def test_a_busy_tick_asks_another_worker_to_tick_with_it(make_schedule, at_t0, enqueued, monkeypatch, settings):
-    from jobs import tasks
+    from celery import current_app
+
+    from jobs.scheduling.tick import TICK_TASK
 
     settings.JTB_SCHEDULE_TICK_HELPERS = 1
     helpers = []
-    monkeypatch.setattr(tasks.schedules_tick, "apply_async", lambda **kwargs: helpers.append(kwargs["kwargs"]))
+
+    def send_task(name, **kwargs):
+        assert name == TICK_TASK
+        helpers.append(kwargs["kwargs"])
+
+    monkeypatch.setattr(current_app, "send_task", send_task)
     for _ in range(3):
         make_schedule("* * * * *")
     schedules_tick(now=T0 + timedelta(seconds=1), batch_size=2, fan_out=True)

@@ -15,11 +15,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from jobs.models import Schedule
+from processes.executors import ExecutorName
 from processes.models import ProcessStatus, Trigger
 from processes.services import ProcessRefused, process_mark_submitted, process_start
-from runner import runtime
-
-EXECUTOR = "aws_batch"
+from runner.runtime.runner import run
 
 
 def _instant(text: str) -> datetime:
@@ -57,7 +56,7 @@ class Command(BaseCommand):
                 )
                 # This container is the executor: claim the run so no worker hands it out again.
                 process_mark_submitted(
-                    process_id=process.pk, executor=EXECUTOR, external_id=os.environ.get("AWS_BATCH_JOB_ID", "")
+                    process_id=process.pk, executor=ExecutorName.AWS_BATCH, external_id=os.environ.get("AWS_BATCH_JOB_ID", "")
                 )
             Schedule.objects.filter(pk=schedule).exclude(last_fired_at__gte=tick).update(last_fired_at=tick)
         except ProcessRefused as exc:
@@ -70,6 +69,6 @@ class Command(BaseCommand):
         if process.status not in (ProcessStatus.QUEUED, ProcessStatus.SUBMITTED):
             self.stdout.write(f"Process {process.pk} for this tick is already {process.status}.")
             return
-        code = runtime.run(process.pk)
+        code = run(process.pk)
         if code:
             raise SystemExit(code)

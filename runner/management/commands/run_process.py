@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from runner import runtime
+from runner.runtime.runner import run
 
 
 class Command(BaseCommand):
@@ -12,7 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("process_id", type=int)
 
     def handle(self, *args, process_id: int, **options):
-        code = runtime.run(process_id)
+        code = run(process_id)
         if code == 2:
             raise CommandError(f"Process {process_id} does not exist.")
         if code:

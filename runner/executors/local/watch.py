@@ -1,7 +1,9 @@
-"""The local executor's side of a run: start the runner subprocess, watch it, stop it on cancel.
+"""The local executor's worker side of a run: claim it, start the runner, watch it, stop it on cancel.
 
 The runner records its own progress. This watcher only steps in when the runner could not: it was
 killed, crashed, or ran far past its timeout — so a run never stays `running` after its runner died.
+It runs on the control plane, so once the runner is gone it finalizes the run (notification,
+release of the next queued run) itself.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from processes import services
+from processes.executors import ExecutorName
 from processes.models import Process, ProcessStatus
-from runner import proctree, runtime
-from runner.executors.local import local_log_path
+from runner import proctree
+from runner.executors.local.executor import local_log_path
+from runner.runtime.prepare import run_prepare
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +36,12 @@ BACKSTOP_EXTRA_SECONDS = 60
 
 def runner_command(process_id: int, workdir: Path) -> list[str]:
     # Not `manage.py run_process`: that loads Django before anything else, and the template would
-    # wait for it. The runner's fast path starts the template first (runner/runtime.py).
+    # wait for it. The runner's fast path starts the template first (runner/runtime/).
     return [sys.executable, "-m", "runner.runtime", str(process_id), "--workdir", str(workdir)]
 
 
 def local_run(*, process_id: int) -> None:
-    if not services.process_mark_submitted(process_id=process_id, executor="local"):
+    if not services.process_mark_submitted(process_id=process_id, executor=ExecutorName.LOCAL):
         return  # cancelled, or another worker has it
     # The claim the runner makes on Batch is made here: this worker has Django loaded, so the
     # runner can start the template at once.
@@ -47,13 +51,15 @@ def local_run(*, process_id: int) -> None:
     log_path = local_log_path(process_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        workdir = runtime.run_prepare(process_id=process_id)
+        workdir = run_prepare(process_id=process_id)
     except Exception as exc:  # the run is claimed: it must not stay `running`
         logger.exception("Process %s: could not prepare the run", process_id)
         services.process_finish(
             process_id=process_id, status=ProcessStatus.FAILED,
             failure_reason=f"The local executor could not prepare the run: {type(exc).__name__}: {exc}",
+            finalize_later=False,
         )
+        services.process_finalize(process_id=process_id)
         return
     close_old_connections()
     with log_path.open("ab") as log:
@@ -69,6 +75,7 @@ def local_run(*, process_id: int) -> None:
         _kill_leftovers(runner.pid)
         shutil.rmtree(workdir, ignore_errors=True)
     _record_if_runner_did_not(process_id, returncode)
+    services.process_finalize(process_id=process_id)
 
 
 def _kill_leftovers(group_id: int) -> None:
@@ -111,7 +118,7 @@ def _record_if_runner_did_not(process_id: int, returncode: int) -> None:
     if process.cancel_requested_at:
         services.process_finish(
             process_id=process_id, status=ProcessStatus.CANCELLED,
-            failure_reason=process.failure_reason or "Cancelled.", exit_code=returncode,
+            failure_reason=process.failure_reason or "Cancelled.", exit_code=returncode, finalize_later=False,
         )
         return
     if returncode < 0:
@@ -120,5 +127,6 @@ def _record_if_runner_did_not(process_id: int, returncode: int) -> None:
         reason = f"The runner exited with code {returncode} before it recorded a result."
     logger.warning("Process %s: %s", process_id, reason)
     services.process_finish(
-        process_id=process_id, status=ProcessStatus.FAILED, failure_reason=reason, exit_code=returncode
+        process_id=process_id, status=ProcessStatus.FAILED, failure_reason=reason, exit_code=returncode,
+        finalize_later=False,
     )

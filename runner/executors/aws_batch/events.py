@@ -21,7 +21,7 @@ import logging
 from django.conf import settings
 
 from runner.aws import batch, sqs
-from runner.batch_tracking import NOT_OURS, batch_job_apply
+from runner.executors.aws_batch.tracking import NOT_OURS, batch_job_apply
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,5 @@
-"""The AWS Batch executor: each run is one Batch job whose container runs `manage.py run_process`.
-
-Submitting (exactly once) is in runner.batch_submission, tracking in runner.batch_tracking, the
-AWS calls in runner.aws.batch and runner.aws.logs; this class is the seam the services call.
-"""
+"""The AWS Batch executor: the seam the services call; each run is one Batch job whose container
+runs the runner (`manage.py run_process`)."""
 
 from __future__ import annotations
 
@@ -15,26 +12,17 @@ from processes import services
 from processes.models import Process, ProcessStatus
 from runner.aws import batch
 from runner.aws.logs import LogReadError, cloudwatch_log_read
-from runner.batch_submission import (
-    EXECUTOR,
-    batch_job_name,
-    batch_process_submit,
-    batch_processes_submit,
-    batch_queue_for,
-)
-from runner.batch_tracking import batch_job_observe, log_streams
-from runner.executors.base import Executor, LogChunk
+from processes.executors import Executor, ExecutorName, LogChunk
+from runner.executors.aws_batch.submission import batch_processes_submit, batch_queue_for, process_batch_job_name
+from runner.executors.aws_batch.tracking import batch_job_observe, log_streams
 
 logger = logging.getLogger(__name__)
 
 
 class AwsBatchExecutor(Executor):
-    name = EXECUTOR
+    name = ExecutorName.AWS_BATCH
 
-    def submit(self, process: Process) -> None:
-        batch_process_submit(process=process)
-
-    def submit_many(self, processes: Sequence[Process]) -> None:
+    def submit(self, processes: Sequence[Process]) -> None:
         """One claim UPDATE for the chunk, SubmitJob calls in parallel, the ids saved together."""
         batch_processes_submit(processes=processes)
 
@@ -77,14 +65,14 @@ class AwsBatchExecutor(Executor):
             return LogChunk(text=f"[batch] {exc}\n" if offset == 0 else "", next_offset=offset)
         return LogChunk(text=text, next_offset=next_offset)
 
-    def is_alive(self, process: Process) -> bool:
+    def reconcile(self, process: Process) -> bool:
         """Whether Batch still runs the job. A finished job is recorded on the run with Batch's reason
         (out of memory, Spot reclaim ...) before answering, so the reaper's generic reason loses."""
         job_id = process.external_id
         try:
             if not job_id:
                 found = batch.batch_jobs_find(
-                    queue=batch_queue_for(process), name=batch_job_name(job_id=process.job_id, process_id=process.pk)
+                    queue=batch_queue_for(process), name=process_batch_job_name(job_id=process.job_id, process_id=process.pk)
                 )
                 return any(job.get("status") not in batch.FINAL_STATES for job in found)
             jobs = batch.batch_jobs_describe([job_id])

@@ -30,10 +30,10 @@ from django.utils import timezone
 from processes import services
 from processes.models import ACTIVE_STATUSES, Process, ProcessStatus, Task
 from runner.aws import batch
-from runner.batch_submission import (
-    EXECUTOR,
+from processes.executors import ExecutorName
+from runner.executors.aws_batch.submission import (
     batch_job_id_record,
-    batch_job_name,
+    process_batch_job_name,
     batch_queue_for,
     batch_submissions_recover,
 )
@@ -169,17 +169,17 @@ def batch_job_process_find(*, job: dict) -> int | None:
     match = _NAME_IDS.search(name)
     if match:
         row = (
-            Process.objects.filter(pk=int(match.group(2)), executor=EXECUTOR)
+            Process.objects.filter(pk=int(match.group(2)), executor=ExecutorName.AWS_BATCH)
             .values("pk", "job_id", "external_id", "status").first()
         )
-        if row and batch_job_name(job_id=row["job_id"], process_id=row["pk"]) == name:
+        if row and process_batch_job_name(job_id=row["job_id"], process_id=row["pk"]) == name:
             if row["external_id"] == job_id:
                 return row["pk"]
             if row["external_id"] == "" and row["status"] == ProcessStatus.SUBMITTED:
                 return row["pk"] if batch_job_id_record(process_id=row["pk"], job_id=job_id) else None
             return None  # a duplicate submission of that run: the one whose id is saved counts
     return (
-        Process.objects.filter(executor=EXECUTOR, status__in=ACTIVE_STATUSES, external_id=job_id)
+        Process.objects.filter(executor=ExecutorName.AWS_BATCH, status__in=ACTIVE_STATUSES, external_id=job_id)
         .values_list("pk", flat=True).first()
     )
 
@@ -290,7 +290,7 @@ def batch_processes_track() -> dict[str, int]:
     """The tracker: describe the Batch jobs of active runs and apply the answers; recover lost submits."""
     counts = {"described": 0, "missing": 0, "changed": 0, "recovered": 0}
     active = list(
-        Process.objects.filter(executor=EXECUTOR, status__in=[ProcessStatus.SUBMITTED, ProcessStatus.RUNNING])
+        Process.objects.filter(executor=ExecutorName.AWS_BATCH, status__in=[ProcessStatus.SUBMITTED, ProcessStatus.RUNNING])
         .exclude(external_id="").values_list("pk", "external_id", "submitted_at").order_by("pk")
     )
     grace = timezone.now() - timezone.timedelta(seconds=settings.JTB_BATCH_SUBMIT_GRACE_SECONDS)

@@ -17,34 +17,23 @@ SubmitJob has no idempotency token, so exactly-once comes from the database:
 from __future__ import annotations
 
 import logging
-import math
 import os
-import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Case, CharField, JSONField, Value, When
 from django.utils import timezone
 
 from processes import services
+from processes.executors import ExecutorName
 from processes.models import Process, ProcessStatus
 from runner.aws import batch
+from runner.aws.batch_request import batch_job_name, batch_queue, submit_job_request
 
 logger = logging.getLogger(__name__)
 
-EXECUTOR = "aws_batch"
-# Batch stops an attempt this long after the job's own timeout: the runner enforces the timeout
-# (and says so); Batch is the backstop for a runner that hangs, module installs included.
-TIMEOUT_MARGIN_SECONDS = 300
-MIN_ATTEMPT_SECONDS = 60
-# A Spot reclaim shows as "Host EC2 (instance i-...) terminated.": retry it, exit on anything else.
-EVALUATE_ON_EXIT = [
-    {"onStatusReason": "Host EC2*", "action": "RETRY"},
-    {"onReason": "*", "action": "EXIT"},
-]
 RECOVER_BATCH = 200
 # SubmitJob calls in flight per worker process, shared by all its dispatch tasks. Botocore keeps 10
 # connections per client; AWS allows 50 calls a second, which 8 threads reach at ~160 ms a call.
@@ -53,67 +42,24 @@ SUBMIT_THREADS = 8
 REFUSED_CODES = frozenset({"ClientException", "ValidationException", "InvalidParameterValueException"})
 
 
-def _clean(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "-", text).strip("-_") or "jtb"
-
-
-def batch_job_name(*, job_id: int, process_id: int) -> str:
-    return f"{_clean(settings.JTB_BATCH_NAME_PREFIX)}-job{job_id}-process{process_id}"[:128]
+def process_batch_job_name(*, job_id: int, process_id: int) -> str:
+    """`<prefix>-job<job id>-process<process id>`: what the tracker and the recovery look runs up by."""
+    return batch_job_name(job_id=job_id, suffix=f"process{process_id}")
 
 
 def batch_queue_for(process: Process) -> str:
-    return (process.snapshot or {}).get("queue") or settings.JTB_BATCH_JOB_QUEUE
-
-
-def _is_fargate(queue: str) -> bool:
-    return queue in settings.JTB_BATCH_FARGATE_QUEUES
-
-
-def resource_requirements(snapshot: dict, *, fargate: bool) -> list[dict]:
-    vcpus = Decimal(str(snapshot.get("vcpus") or settings.JTB_DEFAULT_VCPUS))
-    # EC2 compute environments take whole vCPUs; Fargate takes 0.25, 0.5, 1, 2 ...
-    vcpu_text = format(vcpus.normalize(), "f") if fargate else str(max(1, math.ceil(vcpus)))
-    memory = int(snapshot.get("memory_mib") or settings.JTB_DEFAULT_MEMORY_MIB)
-    requirements = [{"type": "VCPU", "value": vcpu_text}, {"type": "MEMORY", "value": str(memory)}]
-    gpus = int(snapshot.get("gpus") or 0)
-    if gpus > 0:
-        requirements.append({"type": "GPU", "value": str(gpus)})
-    return requirements
+    return batch_queue(process.snapshot or {})
 
 
 def submit_job_params(process: Process) -> dict:
     """The SubmitJob request for a run, from the job settings frozen into it."""
-    snapshot = process.snapshot or {}
-    queue = batch_queue_for(process)
-    fargate = _is_fargate(queue)
-    timeout = int(snapshot.get("timeout_seconds") or settings.JTB_DEFAULT_TIMEOUT_SECONDS)
-    tags = {
-        key: value for key, value in (process.job.tags or {}).items()
-        if not key.lower().startswith(("aws:", "jtb:"))
-    }
-    tags.update({"jtb:job-id": str(process.job_id), "jtb:process-id": str(process.pk)})
-    return {
-        "jobName": batch_job_name(job_id=process.job_id, process_id=process.pk),
-        "jobQueue": queue,
-        "jobDefinition": batch.job_definition_name("FARGATE" if fargate else "EC2"),
-        "parameters": {batch.PROCESS_ID_PARAMETER: str(process.pk)},
-        "containerOverrides": {
-            "resourceRequirements": resource_requirements(snapshot, fargate=fargate),
-            "environment": [{"name": "JTB_PROCESS_ID", "value": str(process.pk)}],
-        },
-        "timeout": {"attemptDurationSeconds": max(MIN_ATTEMPT_SECONDS, timeout + TIMEOUT_MARGIN_SECONDS)},
-        "retryStrategy": {
-            "attempts": max(1, min(10, int(snapshot.get("retry_attempts") or 1))),
-            "evaluateOnExit": EVALUATE_ON_EXIT,
-        },
-        "tags": tags,
-        "propagateTags": True,
-    }
-
-
-def batch_process_submit(*, process: Process) -> None:
-    """Claim a queued run and submit it to AWS Batch (the executor's `submit`)."""
-    batch_processes_submit(processes=[process])
+    return submit_job_request(
+        snapshot=process.snapshot or {}, job_id=process.job_id, tags=process.job.tags,
+        name_suffix=f"process{process.pk}",
+        system_tags={"jtb:job-id": str(process.job_id), "jtb:process-id": str(process.pk)},
+        parameters={batch.PROCESS_ID_PARAMETER: str(process.pk)},
+        environment={"JTB_PROCESS_ID": str(process.pk)},
+    )
 
 
 def batch_processes_submit(*, processes: Sequence[Process]) -> list[int]:
@@ -144,7 +90,7 @@ def batch_processes_claim(*, processes: Sequence[Process]) -> list[Process]:
         for process in by_id.values()
     ]
     updated = Process.objects.filter(pk__in=list(by_id), status=ProcessStatus.QUEUED, held=False).update(
-        status=ProcessStatus.SUBMITTED, executor=EXECUTOR, external_id="", submitted_at=now, executor_state="",
+        status=ProcessStatus.SUBMITTED, executor=ExecutorName.AWS_BATCH, external_id="", submitted_at=now, executor_state="",
         executor_status_reason="Submitting to AWS Batch.",
         executor_details=Case(*details, output_field=JSONField()),
     )
@@ -154,13 +100,13 @@ def batch_processes_claim(*, processes: Sequence[Process]) -> list[Process]:
         ours = list(by_id)
     else:
         ours = list(Process.objects.filter(
-            pk__in=list(by_id), status=ProcessStatus.SUBMITTED, executor=EXECUTOR, external_id="", submitted_at=now,
+            pk__in=list(by_id), status=ProcessStatus.SUBMITTED, executor=ExecutorName.AWS_BATCH, external_id="", submitted_at=now,
         ).values_list("pk", flat=True))
     claimed = []
     for pk in sorted(ours):
         process = by_id[pk]
         process.status, process.executor, process.external_id, process.submitted_at = (
-            ProcessStatus.SUBMITTED, EXECUTOR, "", now
+            ProcessStatus.SUBMITTED, ExecutorName.AWS_BATCH, "", now
         )
         claimed.append(process)
     return claimed
@@ -168,7 +114,7 @@ def batch_processes_claim(*, processes: Sequence[Process]) -> list[Process]:
 
 def _claim_details(process: Process) -> dict:
     return {
-        "job_name": batch_job_name(job_id=process.job_id, process_id=process.pk),
+        "job_name": process_batch_job_name(job_id=process.job_id, process_id=process.pk),
         "queue": batch_queue_for(process), "log_group": settings.JTB_BATCH_LOG_GROUP,
     }
 
@@ -286,7 +232,7 @@ def batch_submissions_recover() -> list[int]:
     cutoff = now - timezone.timedelta(seconds=settings.JTB_BATCH_SUBMIT_GRACE_SECONDS)
     lost = list(
         Process.objects.select_related("job").filter(
-            executor=EXECUTOR, status=ProcessStatus.SUBMITTED, external_id="", submitted_at__lt=cutoff
+            executor=ExecutorName.AWS_BATCH, status=ProcessStatus.SUBMITTED, external_id="", submitted_at__lt=cutoff
         ).order_by("pk")[:RECOVER_BATCH]
     )
     recovered = []
@@ -305,7 +251,7 @@ def batch_submissions_recover() -> list[int]:
 
 
 def _recover_one(process: Process) -> bool:
-    name = batch_job_name(job_id=process.job_id, process_id=process.pk)
+    name = process_batch_job_name(job_id=process.job_id, process_id=process.pk)
     found = batch.batch_jobs_find(queue=batch_queue_for(process), name=name)
     if found:
         keep, *extra = found

@@ -1,0 +1,148 @@
+"""The template's interpreter: started with its limits and a minimal environment, then followed.
+
+No Django here: the local fast path starts the child before Django is loaded. The child
+(runner/child.py, copied into the work folder) reports JSON lines on a pipe; `follow` hands them
+to the recorder in groups and stops the child's whole tree at the deadline or when its resident
+memory goes over the limit (RLIMIT_AS cannot see a tree of processes).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import select
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from runner import proctree
+from runner.runtime.spec import CHILD_FILE, PARAMS_FILE, TEMPLATE_FILE, RunSpec
+
+# How often the tree's resident memory is compared with the limit (less often where that means
+# scanning every process on the host, see proctree.tree_rss).
+RSS_CHECK_SECONDS = 1.0
+RSS_CHECK_SLOW_SECONDS = 5.0
+PR_SET_PDEATHSIG = 1
+# Python itself needs some address space: the limit never goes below this.
+MIN_ADDRESS_SPACE = 64 * 1024 * 1024
+# What the template may see of the runner's environment: never secrets (database URL, keys ...).
+INHERITED_VARIABLES = (
+    "PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_ENDPOINT_URL",
+)
+
+TIMEOUT = "timeout"
+MEMORY = "memory"
+
+
+class ChildProcess:
+    def __init__(self, spec: RunSpec, python: Path, workdir: Path) -> None:
+        read_fd, write_fd = os.pipe()
+        env = {
+            **{name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ},
+            **spec.environment,
+            "JTB_PROCESS_ID": str(spec.process_id),
+            "JTB_JOB_NAME": spec.job,
+            "JTB_PARAMS_FILE": str(workdir / PARAMS_FILE),
+            "JTB_EVENTS_FD": str(write_fd),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.started = time.monotonic()
+        self.popen = subprocess.Popen(
+            [str(python), "-I", str(workdir / CHILD_FILE), str(workdir / TEMPLATE_FILE)],
+            cwd=workdir, env=env, pass_fds=[write_fd], stdin=subprocess.DEVNULL,
+            # Same process group as the runner: if the runner is SIGKILLed, whoever started it
+            # can still stop the template with one killpg (runner/executors/local/watch.py).
+            preexec_fn=_limits(spec.memory_mib * 1024 * 1024),
+        )
+        os.close(write_fd)
+        self.events_fd = read_fd
+        # Events read before the recorder was ready (the fast path reads up to main(ctx) first).
+        self.pending = b""
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait_for_main(self, limit: float) -> None:
+        """Read the child's first events until it reports main(ctx), it exits, or `limit` passes."""
+        deadline = time.monotonic() + limit
+        while b'"event": "main"' not in self.pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            ready, _, _ = select.select([self.events_fd], [], [], remaining)
+            if not ready:
+                return
+            chunk = os.read(self.events_fd, 65536)
+            if not chunk:
+                return
+            self.pending += chunk
+
+    def follow(
+        self, *, deadline: float, memory_mib: int, on_lines: Callable[[list[bytes]], None],
+        memory_checks: Callable[[], bool],
+    ) -> tuple[str | None, int | None]:
+        """Hand the child's event lines to `on_lines` until it closes the pipe (None), the deadline
+        passes (TIMEOUT) or the tree's memory goes over the limit (MEMORY, with the MiB seen)."""
+        selector = selectors.DefaultSelector()
+        stream = os.fdopen(self.events_fd, "rb")
+        selector.register(stream, selectors.EVENT_READ)
+        buffer, self.pending = self.pending, b""
+        if b"\n" in buffer:
+            *lines, buffer = buffer.split(b"\n")
+            on_lines(lines)
+        next_rss_check = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                remaining = deadline - now
+                if remaining <= 0:
+                    return TIMEOUT, None
+                if now >= next_rss_check and memory_checks():
+                    next_rss_check = now + (RSS_CHECK_SECONDS if proctree.CHEAP_TREE_WALK else RSS_CHECK_SLOW_SECONDS)
+                    rss = proctree.tree_rss(self.popen.pid)
+                    if rss > memory_mib * 1024 * 1024:
+                        return MEMORY, rss // (1024 * 1024)
+                if not selector.select(timeout=min(remaining, RSS_CHECK_SECONDS)):
+                    continue
+                chunk = os.read(self.events_fd, 65536)
+                if not chunk:
+                    return None, None
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                on_lines(lines)
+        finally:
+            selector.close()
+            stream.close()
+
+    def kill(self, grace_seconds: float) -> None:
+        proctree.kill_tree(self.popen.pid, grace_seconds=grace_seconds)
+
+    def wait(self) -> int:
+        return self.popen.wait()
+
+
+def _limits(limit_bytes: int):
+    """The function the child runs between fork and exec (prepared here: no imports after fork)."""
+    # Address-space limit: allocations past it raise MemoryError in the template, which the
+    # child reports as "out of memory".
+    limit = max(limit_bytes, MIN_ADDRESS_SPACE)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        # The template dies with the runner: a SIGKILLed runner must not leave it running unwatched.
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+    return apply

@@ -1,0 +1,222 @@
+"""The runner's flow, shared by both ways in: start the child, follow it, record how it ended.
+
+See the package docstring for the two ways in. Signals: SIGTERM/SIGINT stop the template's tree
+(SIGTERM first, SIGKILL well inside the grace period) and the run is recorded `cancelled` when a
+cancel was requested, else `failed` ("Interrupted").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from runner import proctree
+from runner.outcomes import FAILED, SUCCEEDED, Outcome, outcome_of, shorten
+from runner.runtime.child_process import MEMORY, TIMEOUT, ChildProcess
+from runner.runtime.spec import RunSpec
+
+logger = logging.getLogger("runner")
+# Longest the fast path waits for the template to reach main(ctx) before it loads Django anyway.
+MAIN_WAIT_SECONDS = 3.0
+
+
+def say(message: str) -> None:
+    """A runner line in the process log."""
+    print(f"[runner] {message}", flush=True)
+
+
+def django_setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobtarget_batch.settings")
+    import django
+    from django.apps import apps
+
+    if not apps.ready:
+        django.setup()
+
+
+class Runner:
+    def __init__(self, process_id: int) -> None:
+        self.process_id = process_id
+        self.child: ChildProcess | None = None
+        self.recorder = None
+        self.workdir: Path | None = None
+        self.interrupted_by: str | None = None
+        self.kill_grace_seconds = int(os.environ.get("JTB_KILL_GRACE_SECONDS") or 10)
+
+    # --- the two ways in -------------------------------------------------------------------------
+    def run_prepared(self, workdir: Path) -> int:
+        """The local path: the worker claimed the run and prepared `workdir`; Django is not loaded."""
+        self._install_signal_handlers()
+        self.workdir = workdir
+        spec = RunSpec.read(workdir)
+        self.kill_grace_seconds = spec.kill_grace_seconds
+        say(f"process {spec.process_id} of job {spec.job!r} started (attempt {spec.attempt})")
+        if spec.python and not spec.template_error and not self.interrupted_by:
+            # Before Django: the template starts at once, and the recorder loads Django once the
+            # template is in main(ctx); its events wait in the pipe meanwhile.
+            if spec.modules:
+                say(f"reusing the environment at {Path(spec.python).parent.parent}")
+            self._child_start(spec, Path(spec.python), workdir)
+            self.child.wait_for_main(MAIN_WAIT_SECONDS)
+        django_setup()
+        return self._supervise(lambda: self._execute(spec, workdir))
+
+    def run(self) -> int:
+        """The container path (`manage.py run_process`): claim the run, prepare it, run it. Django is set up."""
+        from processes import services
+        from processes.models import Process
+        from runner.dbretry import db_retry
+
+        self._install_signal_handlers()
+        claimed = db_retry(lambda: services.process_mark_running(process_id=self.process_id))
+        process = db_retry(lambda: Process.objects.select_related("job").filter(pk=self.process_id).first())
+        if process is None:
+            say(f"process {self.process_id} does not exist")
+            return 2
+        if not claimed:
+            say(f"process {self.process_id} is {process.status}; nothing to do")
+            return 0
+        say(f"process {process.pk} of job {process.job.name!r} started (attempt {process.attempt})")
+
+        def execute() -> Outcome:
+            from runner.runtime.prepare import run_prepare
+
+            say(f"fetching template {process.snapshot['template']}")
+            self.workdir = db_retry(lambda: run_prepare(process_id=self.process_id))
+            return self._execute(RunSpec.read(self.workdir), self.workdir)
+
+        return self._supervise(execute)
+
+    # --- the run ---------------------------------------------------------------------------------
+    def _supervise(self, execute: Callable[[], Outcome]) -> int:
+        from runner.runtime.recorder import Recorder
+
+        self.recorder = Recorder(self.process_id)
+        self.recorder.heartbeat_start()
+        try:
+            outcome = execute()
+        except Exception as exc:  # a bug or an outage in the runner itself must still be recorded
+            logger.exception("runner error")
+            if self.child is not None and self.child.running():
+                self.child.kill(min(self.kill_grace_seconds, 5))
+            outcome = Outcome(FAILED, f"The runner failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.recorder.heartbeat_stop()
+            if self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.interrupted_by:
+            outcome = self.recorder.interruption_outcome(outcome, self.interrupted_by)
+        self.recorder.finish(outcome)
+        say(f"process {self.process_id} {outcome.status}" + (f": {outcome.reason}" if outcome.reason else ""))
+        return 0 if outcome.status == SUCCEEDED else 1
+
+    def _execute(self, spec: RunSpec, workdir: Path) -> Outcome:
+        if spec.template_error:
+            return Outcome(FAILED, f"Could not fetch the template: {spec.template_error}")
+        if self.child is None:
+            if self.interrupted_by:
+                return Outcome(FAILED)
+            python = self._environment(spec.modules)
+            if isinstance(python, Outcome):
+                return python
+            if self.interrupted_by:
+                return Outcome(FAILED)
+            self._child_start(spec, python, workdir)
+        return self._follow(spec)
+
+    def _environment(self, modules: list[str]) -> Path | Outcome:
+        """The job environment's interpreter, built or restored now if needed ("install modules")."""
+        from runner.environments import EnvironmentBuildError, environment_ensure
+        from runner.runtime.recorder import INSTALL_TASK
+
+        building = []
+
+        def on_build() -> None:
+            # Only a run that actually installs gets the task row: runs that waited for it
+            # (or found it ready) reuse the environment instantly.
+            building.append(True)
+            self.recorder.install_started()
+
+        if modules:
+            say(f"preparing modules: {', '.join(modules)}")
+        try:
+            environment = environment_ensure(modules, output=sys.stdout.buffer, on_build=on_build, say=say)
+        except EnvironmentBuildError as exc:
+            if not building:
+                on_build()
+            self.recorder.install_finished(error=str(exc))
+            return Outcome(FAILED, f"Task '{INSTALL_TASK}' failed: {shorten(str(exc))}")
+        if building:
+            self.recorder.install_finished()
+        elif modules:
+            say(f"reusing the environment at {environment.path}")
+        return environment.python
+
+    def _child_start(self, spec: RunSpec, python: Path, workdir: Path) -> None:
+        say(f"running main(ctx) (timeout {spec.timeout_seconds} s, memory {spec.memory_mib} MiB)")
+        self.child = ChildProcess(spec, python, workdir)
+
+    def _follow(self, spec: RunSpec) -> Outcome:
+        stop, rss_mib = self.child.follow(
+            deadline=self.child.started + spec.timeout_seconds, memory_mib=spec.memory_mib,
+            on_lines=self.recorder.record_lines, memory_checks=lambda: not self.interrupted_by,
+        )
+        if stop == TIMEOUT:
+            say("timed out; killing the template's process tree")
+            self.child.kill(min(self.kill_grace_seconds, 5))
+            return Outcome(FAILED, f"Timed out after {spec.timeout_seconds} s.", self.child.wait())
+        if stop == MEMORY:
+            say(f"the template's processes use {rss_mib} MiB, over the {spec.memory_mib} MiB limit; killing them")
+            self.child.kill(min(self.kill_grace_seconds, 5))
+            return Outcome(
+                FAILED,
+                f"Out of memory: the template used {rss_mib} MiB, more than its limit of {spec.memory_mib} MiB.",
+                self.child.wait(),
+            )
+        return outcome_of(self.recorder.report, self.child.wait(), memory_mib=spec.memory_mib)
+
+    # --- signals ---------------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        def handle(signum, frame):
+            first = self.interrupted_by is None
+            self.interrupted_by = signal.Signals(signum).name
+            if not first:
+                return
+            say(f"received {self.interrupted_by}; stopping the template")
+            # Everything this runner started: the template's tree, or uv building modules.
+            # SIGTERM lets them clean up; what lingers is killed well inside the grace period.
+            proctree.signal_descendants(os.getpid(), signal.SIGTERM)
+            timer = threading.Timer(
+                max(self.kill_grace_seconds - 3, 1), proctree.kill_descendants, args=[os.getpid()]
+            )
+            timer.daemon = True
+            timer.start()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+
+def run(process_id: int) -> int:
+    """`manage.py run_process`: Django is set up already."""
+    return Runner(process_id).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m runner.runtime <id> [--workdir DIR]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m runner.runtime")
+    parser.add_argument("process_id", type=int)
+    parser.add_argument("--workdir", type=Path, help="a folder prepared by run_prepare (local executor)")
+    args = parser.parse_args(argv)
+    runner = Runner(args.process_id)
+    if args.workdir:
+        return runner.run_prepared(args.workdir)
+    django_setup()
+    return runner.run()

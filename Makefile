@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/jtb
 
-.PHONY: run test test-sqlite test-postgres env clean
+.PHONY: run test lint test-sqlite test-postgres env clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ run: env
 TEST_WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest
 
-test: test-sqlite test-postgres
+test: lint test-sqlite test-postgres
+
+# The layers of docs/architecture.md (import-linter, imports inside functions included) and ruff's
+# chosen rule set (pyproject.toml).
+lint: env
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 
 test-sqlite: env
 	$(PYTEST) -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS)

@@ -15,9 +15,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from jobtarget_batch.admin_tools import LinesField, format_duration
 from jobs import services
 from jobs.models import Job, Schedule
+from jobtarget_batch.admin_tools import LinesField, format_duration
 from processes.models import Trigger
 from processes.services import ProcessRefused, process_start
 

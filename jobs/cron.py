@@ -128,7 +128,7 @@ def _parse(text: str) -> Cron:
         raise ValidationError(
             f"{text!r} must have five fields: minute hour day-of-month month day-of-week, e.g. \"0 6 * * *\"."
         )
-    values = [_parse_field(field, spec) for field, spec in zip(fields, FIELDS)]
+    values = [_parse_field(field, spec) for field, spec in zip(fields, FIELDS, strict=True)]
     weekdays = tuple(sorted({day % 7 for day in values[4]}))
     cron = Cron(
         text=text, minutes=values[0], hours=values[1], days=values[2], months=values[3], weekdays=weekdays,

@@ -126,10 +126,9 @@ def parse_database_url(url: str) -> dict:
         "PORT": str(port or ""),
         "OPTIONS": options,
     }
-    if scheme == "mssql":
-        # Without an ODBC driver on the host, mssql-django talks TDS through mssql-python.
-        if "driver" not in options:
-            config["OPTIONS"].setdefault("python_driver", "mssql_python")
+    # Without an ODBC driver on the host, mssql-django talks TDS through mssql-python.
+    if scheme == "mssql" and "driver" not in options:
+        config["OPTIONS"].setdefault("python_driver", "mssql_python")
     return config
 
 

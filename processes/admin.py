@@ -7,13 +7,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.decorators import method_decorator
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from jobtarget_batch.admin_tools import CappedCountPaginator, format_duration
 from jobs.models import Job
+from jobtarget_batch.admin_tools import CappedCountPaginator, format_duration
 from processes.models import Process, ProcessStatus, Task
 from processes.selectors import process_log_tail
 from processes.services import ProcessRefused, process_cancel, process_rerun

@@ -27,7 +27,6 @@ from django.utils import timezone
 from jobs.models import ConcurrencyPolicy, Job, Schedule
 from jobs.validation import validate_json_object
 from processes.executors import executor_get
-from processes.notifications import process_failure_notify
 from processes.models import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
@@ -37,6 +36,7 @@ from processes.models import (
     TaskStatus,
     Trigger,
 )
+from processes.notifications import process_failure_notify
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _create_processes(requests, cleaned, *, trigger, user, rerun_of, schedule, s
     refusals: dict[int, str] = {}
     processes: list[Process] = []
     now = timezone.now()
-    for index, (request, parameters) in enumerate(zip(requests, cleaned)):
+    for index, (request, parameters) in enumerate(zip(requests, cleaned, strict=True)):
         job = jobs.get(request.job.pk)
         if job is None:
             refusals[index] = f"Job {request.job.pk} no longer exists."

@@ -11,6 +11,7 @@ with backoff on connection errors. Each write is one short transaction that is s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -66,7 +67,6 @@ def db_retry(write: Callable[[], T], *, retries: bool = True) -> T:
 
 
 def _close() -> None:
-    try:
+    # Closing a connection to a server that went away may fail too.
+    with contextlib.suppress(Exception):
         connection.close()
-    except Exception:  # closing a connection to a server that went away may fail too
-        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -57,19 +58,15 @@ def tree_rss(pid: int) -> int:
 def _tree_rss_psutil(pid: int) -> int:
     total = 0
     for member in tree(pid):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             total += member.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
     return total
 
 
 def _send(members: list[psutil.Process], sig: int) -> None:
     for member in members:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             member.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
 
 
 def signal_descendants(pid: int, sig: int = signal.SIGTERM) -> None:

@@ -19,8 +19,8 @@ def schedule_fire_times(
     """The next `count` fire times (UTC) strictly after `after` (default now), within start and end."""
     result: list[datetime] = []
     after = after or timezone.now()
-    instant = _window_after(after, schedule.start_at)
-    for instant in cronlib.fire_times(schedule.cron, schedule.timezone, after=instant):
+    start = _window_after(after, schedule.start_at)
+    for instant in cronlib.fire_times(schedule.cron, schedule.timezone, after=start):
         if schedule.end_at and instant > schedule.end_at:
             break
         result.append(instant)

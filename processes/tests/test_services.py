@@ -201,9 +201,10 @@ def test_cancel_of_a_running_process_asks_the_executor(enqueued, django_capture_
     process = services.process_start(job=make_job(), trigger=Trigger.MANUAL)
     services.process_mark_submitted(process_id=process.pk, executor="local")
     services.process_mark_running(process_id=process.pk)
-    with mock.patch("runner.executors.local.LocalExecutor.cancel") as cancel:
-        with django_capture_on_commit_callbacks(execute=True):
-            services.process_cancel(process=process)
+    with mock.patch("runner.executors.local.LocalExecutor.cancel") as cancel, django_capture_on_commit_callbacks(
+        execute=True
+    ):
+        services.process_cancel(process=process)
     process.refresh_from_db()
     assert process.status == ProcessStatus.RUNNING  # the runner records `cancelled` when it stops
     assert process.cancel_requested_at is not None

@@ -10,9 +10,8 @@ from pathlib import Path
 from django.conf import settings
 
 from jobs.models import Job
-from processes.models import Process
+from processes.models import Process, Trigger
 from processes.services import process_start
-from processes.models import Trigger
 
 REPO = Path(settings.BASE_DIR)
 

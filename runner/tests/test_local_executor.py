@@ -9,10 +9,9 @@ import psutil
 import pytest
 
 from jobs.models import ConcurrencyPolicy, Job
-from processes.models import Process, ProcessStatus, TaskStatus
+from processes.models import Process, ProcessStatus, TaskStatus, Trigger
 from processes.selectors import process_log_read
 from processes.services import process_cancel, process_start
-from processes.models import Trigger
 from runner.executors.local.watch import local_run
 from runner.tests.helpers import write_template
 from runner.tests.test_runner_support import wait_for

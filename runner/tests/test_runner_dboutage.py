@@ -16,8 +16,8 @@ import pytest
 from django.db import connection
 
 from conftest import require_service
-from runner import proctree
 from processes.models import ProcessStatus, TaskStatus
+from runner import proctree
 from runner.tests.test_runner_support import make_job, runner_popen, start, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]

@@ -69,7 +69,7 @@ def test_ten_runs_started_together_with_new_modules_build_the_environment_once(f
     runners = [runner_popen(process, env) for process in processes]
     logs = [runner.communicate(timeout=240)[0] for runner in runners]
 
-    for process, log in zip(processes, logs):
+    for process, log in zip(processes, logs, strict=True):
         process.refresh_from_db()
         assert process.status == ProcessStatus.SUCCEEDED, log
     assert sum(log.count("building environment") for log in logs) == 1
@@ -77,7 +77,7 @@ def test_ten_runs_started_together_with_new_modules_build_the_environment_once(f
     assert len(builders) == 1
     # Every other run used the one environment: it waited for the build or found it ready.
     assert all(("waiting for it" in log) or ("reusing the environment" in log)
-               for process, log in zip(processes, logs) if process not in builders)
+               for process, log in zip(processes, logs, strict=True) if process not in builders)
 
 
 def test_a_bad_requirement_fails_the_install_task_with_uvs_message(fresh):

@@ -7,7 +7,6 @@ from django.contrib.auth.models import Permission, User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-
 PASSWORD = "a-Long-passw0rd"
 VIEW_PERMS = ("jobs.view_job", "jobs.view_schedule", "processes.view_process")
 

@@ -12,9 +12,9 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rest_framework.test import APIClient
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from rest_framework.test import APIClient
 
 from jobs.models import Job
 from processes.models import Process, ProcessStatus, Task, Trigger

@@ -148,7 +148,7 @@ def batch_states(monkeypatch):
 def submitted(batch_job, batch_calls):
     """A run of `batch_job` submitted to moto."""
     from processes.models import Process, Trigger
-    from processes.services import processes_submit, process_start
+    from processes.services import process_start, processes_submit
 
     process = process_start(job=batch_job, trigger=Trigger.MANUAL)
     processes_submit(process_ids=[process.pk])

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from jobs.models import ConcurrencyPolicy, Job
 from processes.models import Process, ProcessStatus, Trigger
-from processes.services import RunRequest, process_cancel, processes_submit, process_start, process_start_many
+from processes.services import RunRequest, process_cancel, process_start, process_start_many, processes_submit
 from processes.tasks import submit_processes
 from runner import batch_submission
 from runner.aws import batch

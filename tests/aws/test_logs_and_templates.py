@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -20,10 +21,8 @@ GROUP = "/aws/batch/job"
 
 def put_log(stream: str, *messages: str) -> None:
     logs = aws_client("logs")
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName=GROUP)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
     logs.create_log_stream(logGroupName=GROUP, logStreamName=stream)
     logs.put_log_events(logGroupName=GROUP, logStreamName=stream, logEvents=[
         {"timestamp": int(time.time() * 1000) + index, "message": message} for index, message in enumerate(messages)

@@ -9,12 +9,12 @@ import time_machine
 from django.utils import timezone
 
 from jobs.models import Job
+from processes.executors import executor_get
 from processes.models import Process, ProcessStatus, Trigger
-from processes.services import RunRequest, processes_submit, process_start, process_start_many
+from processes.services import RunRequest, process_start, process_start_many, processes_submit
 from runner import batch_submission
 from runner.aws.client import aws_client
 from runner.executors.aws_batch.tracking import batch_processes_track
-from processes.executors import executor_get
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,10 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from processes.executors import executor_get
 from processes.models import Process, ProcessStatus, Task, TaskStatus
 from processes.services import process_cancel, process_mark_running, task_start
 from runner.executors.aws_batch.tracking import batch_attempt_restart, batch_job_observe, batch_processes_track
-from processes.executors import executor_get
 
 pytestmark = pytest.mark.django_db
 

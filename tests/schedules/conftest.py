@@ -8,8 +8,6 @@ from jobs.models import Job, Schedule
 from jobs.services import schedule_save
 
 
-
-
 @pytest.fixture
 def make_schedule(make_job):
     def make(cron: str = "* * * * *", *, job: Job | None = None, **fields) -> Schedule:

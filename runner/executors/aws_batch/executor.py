@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from django.conf import settings
 
 from processes import services
+from processes.executors import Executor, ExecutorName, LogChunk
 from processes.models import Process, ProcessStatus
 from runner.aws import batch
 from runner.aws.logs import LogReadError, cloudwatch_log_read
-from processes.executors import Executor, ExecutorName, LogChunk
 from runner.executors.aws_batch.submission import batch_processes_submit, batch_queue_for, process_batch_job_name
 from runner.executors.aws_batch.tracking import batch_job_observe, log_streams
 

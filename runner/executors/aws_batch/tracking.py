@@ -21,21 +21,21 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from processes import services
+from processes.executors import ExecutorName
 from processes.models import ACTIVE_STATUSES, Process, ProcessStatus, Task
 from runner.aws import batch
-from processes.executors import ExecutorName
 from runner.executors.aws_batch.submission import (
     batch_job_id_record,
-    process_batch_job_name,
     batch_queue_for,
     batch_submissions_recover,
+    process_batch_job_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 def _ms(value) -> str | None:
     if not value:
         return None
-    return datetime.fromtimestamp(value / 1000, tz=dt_timezone.utc).isoformat()
+    return datetime.fromtimestamp(value / 1000, tz=UTC).isoformat()
 
 
 def job_order(job: dict) -> list[int]:

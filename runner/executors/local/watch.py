@@ -8,6 +8,7 @@ release of the next queued run) itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -81,10 +82,8 @@ def local_run(*, process_id: int) -> None:
 def _kill_leftovers(group_id: int) -> None:
     """Kill what is left of the runner's process group: a runner killed with SIGKILL could not
     stop its template interpreter, which would otherwise run on unwatched."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group_id, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _watch(process: Process, runner: subprocess.Popen) -> int:

@@ -141,6 +141,8 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "jobtarget-batch@localhost")
+# Where django.core.mail.backends.filebased.EmailBackend writes messages, if chosen.
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
 
 # --- Celery -------------------------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"

@@ -258,12 +258,15 @@ def process_mark_submitted(*, process_id: int, executor: str, external_id: str =
     ) == 1
 
 
+# A runner claims its run from these (also before Django: runner/runtime/direct_db.py).
+RUNNER_CLAIMS_FROM = (ProcessStatus.QUEUED, ProcessStatus.SUBMITTED)
+
+
 def process_mark_running(*, process_id: int) -> bool:
     """The runner has started: claim the run so that a second runner for it stops at once."""
     now = timezone.now()
     return process_claim(
-        process_id=process_id, to_status=ProcessStatus.RUNNING,
-        from_statuses=[ProcessStatus.QUEUED, ProcessStatus.SUBMITTED],
+        process_id=process_id, to_status=ProcessStatus.RUNNING, from_statuses=RUNNER_CLAIMS_FROM,
         started_at=now, heartbeat_at=now,
     )
 

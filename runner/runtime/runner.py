@@ -50,13 +50,14 @@ class Runner:
         self.kill_grace_seconds = int(os.environ.get("JTB_KILL_GRACE_SECONDS") or 10)
 
     # --- the two ways in -------------------------------------------------------------------------
-    def run_prepared(self, workdir: Path) -> int:
+    def run_prepared(self, workdir: Path, *, announce: bool = True) -> int:
         """The local path: the worker claimed the run and prepared `workdir`; Django is not loaded."""
         self._install_signal_handlers()
         self.workdir = workdir
         spec = RunSpec.read(workdir)
         self.kill_grace_seconds = spec.kill_grace_seconds
-        say(f"process {spec.process_id} of job {spec.job!r} started (attempt {spec.attempt})")
+        if announce:
+            say(f"process {spec.process_id} of job {spec.job!r} started (attempt {spec.attempt})")
         if spec.python and not spec.template_error and not self.interrupted_by:
             # Before Django: the template starts at once, and the recorder loads Django once the
             # template is in main(ctx); its events wait in the pipe meanwhile.
@@ -67,8 +68,42 @@ class Runner:
         django_setup()
         return self._supervise(lambda: self._execute(spec, workdir))
 
+    def run_container(self) -> int:
+        """The container path (`manage.py run_process`), before Django: claim the run with the database
+        driver, prepare it, start the template, then continue as the local path does."""
+        from runner.runtime.direct_db import claim_direct
+        from runner.runtime.workdir import workdir_prepare
+
+        self._install_signal_handlers()
+        try:
+            run = claim_direct(self.process_id)
+        except Exception as exc:  # the Django path claims with retries through an outage
+            say(f"claiming directly failed ({type(exc).__name__}: {exc}); claiming through Django")
+            run = None
+        if run is None:
+            django_setup()
+            return self.run()
+        if run.status is None:
+            say(f"process {self.process_id} does not exist")
+            return 2
+        if not run.claimed:
+            say(f"process {self.process_id} is {run.status}; nothing to do")
+            return 0
+        say(f"process {self.process_id} of job {run.job!r} started (attempt {run.attempt})")
+        say(f"fetching template {run.snapshot['template']}")
+        try:
+            workdir = workdir_prepare(
+                process_id=self.process_id, job=run.job, attempt=run.attempt, snapshot=run.snapshot,
+                parameters=run.parameters,
+            )
+        except Exception as exc:  # claimed: the failure must be recorded
+            failure = exc
+            django_setup()
+            return self._supervise(lambda: _raise(failure))
+        return self.run_prepared(workdir, announce=False)
+
     def run(self) -> int:
-        """The container path (`manage.py run_process`): claim the run, prepare it, run it. Django is set up."""
+        """The container path through Django (set up already): claim, prepare, run."""
         from processes import services
         from processes.models import Process
         from runner.dbretry import db_retry
@@ -202,9 +237,18 @@ class Runner:
         signal.signal(signal.SIGINT, handle)
 
 
+def _raise(exc: Exception) -> Outcome:
+    raise exc
+
+
 def run(process_id: int) -> int:
-    """`manage.py run_process`: Django is set up already."""
+    """`manage.py run_process` called with Django set up already (call_command, tests)."""
     return Runner(process_id).run()
+
+
+def run_container(process_id: int) -> int:
+    """`manage.py run_process <id>` from the command line (manage.py hands it here before Django)."""
+    return Runner(process_id).run_container()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,5 +262,4 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(args.process_id)
     if args.workdir:
         return runner.run_prepared(args.workdir)
-    django_setup()
-    return runner.run()
+    return runner.run_container()

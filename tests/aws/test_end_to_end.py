@@ -22,8 +22,7 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from conftest import require_service
-from conftest import database_url_for_subprocesses
+from conftest import database_url_for_subprocesses, require_service
 from jobs.models import ConcurrencyPolicy, Job
 from jobtarget_batch.celery import app as celery_app
 from processes.models import Process, ProcessStatus, TaskStatus

@@ -77,7 +77,7 @@ def run(args) -> int:
 
     from jobs.models import Job
     from processes.models import Process, ProcessStatus, Trigger
-    from processes.services import DISPATCH_CHUNK, job_snapshot
+    from processes.services import SUBMIT_CHUNK, job_snapshot
 
     call_command("migrate", verbosity=0)
     broker = redis.Redis.from_url(REDIS_URL)
@@ -102,7 +102,7 @@ def run(args) -> int:
         assert response.status_code == 202, response.content[:500]
         assert len(response.json()) == args.runs
         assert Process.objects.count() - before == args.runs
-        expected = -(-args.runs // DISPATCH_CHUNK)
+        expected = -(-args.runs // SUBMIT_CHUNK)
         assert queued_messages(broker, queue) == expected, (queued_messages(broker, queue), expected)
         return elapsed
 
@@ -128,7 +128,7 @@ def run(args) -> int:
 
     ours_median, naive_median = statistics.median(ours_times), statistics.median(naive_times)
     ratio = ours_median / naive_median
-    print(f"POST runs/ of {args.runs}: {ours_median * 1000:.0f} ms (rows and {-(-args.runs // DISPATCH_CHUNK)} "
+    print(f"POST runs/ of {args.runs}: {ours_median * 1000:.0f} ms (rows and {-(-args.runs // SUBMIT_CHUNK)} "
           f"dispatch messages); {args.runs} x Model.objects.create: {naive_median * 1000:.0f} ms; ratio {ratio:.2f}")
     print(json.dumps({
         "runs": args.runs, "ours_ms": round(ours_median * 1000, 1), "naive_ms": round(naive_median * 1000, 1),

@@ -77,6 +77,9 @@ class Process(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns",
         verbose_name="rerun of",
     )
+    # Set on rows of a bulk insert where the database cannot return their ids (SQL Server): the
+    # ids are then read back by this key, and the key cleared (processes.services).
+    bulk_key = models.CharField("bulk insert key", max_length=48, null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "process"
@@ -90,6 +93,11 @@ class Process(models.Model):
                 fields=["schedule", "scheduled_for"], name="process_one_run_per_schedule_tick",
                 condition=Q(schedule__isnull=False, scheduled_for__isnull=False),
             ),
+            # One rerun in flight per failed run, however many people press Rerun at once.
+            models.UniqueConstraint(
+                fields=["rerun_of"], name="process_one_active_rerun",
+                condition=Q(rerun_of__isnull=False, status__in=ACTIVE_STATUSES),
+            ),
         ]
         indexes = [
             # Concurrency policy and "recent runs of a job": WHERE job_id = ? AND status IN (...).
@@ -100,6 +108,8 @@ class Process(models.Model):
             models.Index(fields=["created_at"], name="process_created_idx"),
             # The reaper: WHERE status = 'running' AND heartbeat_at < ?.
             models.Index(fields=["status", "heartbeat_at"], name="process_status_heartbeat_idx"),
+            # Reading back the ids of a bulk insert by key (backends that cannot return them).
+            models.Index(fields=["bulk_key"], name="process_bulk_key_idx", condition=Q(bulk_key__isnull=False)),
             # The finalize sweep: finished runs not finalized yet (a handful among millions).
             models.Index(
                 fields=["id"], name="process_to_finalize_idx",

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobs.models import ConcurrencyPolicy, Job, Schedule
@@ -151,6 +152,8 @@ def process_start_many(
                 schedule=schedule, scheduled_for=scheduled_for,
             )
     except IntegrityError:
+        if rerun_of is not None:
+            _refuse_second_rerun(rerun_of)
         if schedule is None or scheduled_for is None:
             raise
         # Another beat, a redelivered message or the repeated DST hour got there first.
@@ -209,14 +212,43 @@ def _create_processes(requests, cleaned, *, trigger, user, rerun_of, schedule, s
     if len(processes) == 1:
         processes[0].save()
         return processes
-    created = Process.objects.bulk_create(processes)
-    if any(process.pk is None for process in created):
-        # Backends that cannot return ids from a bulk insert (SQL Server): insert one by one.
-        for process in processes:
-            process.pk = None
-            process.save()
-        return processes
-    return created
+    return _bulk_insert(processes)
+
+
+# SQL Server takes at most 2,100 parameters a statement: read bulk keys back in slices well below.
+BULK_KEY_SLICE = 1000
+
+
+def _bulk_insert(processes: list[Process]) -> list[Process]:
+    """One INSERT for all rows, with their ids, on every backend.
+
+    Where the database cannot return the ids of a bulk insert (mssql-django on SQL Server), each
+    row carries a key of ours, read back (and cleared) after the insert: never a second insert.
+    """
+    if connection.features.can_return_rows_from_bulk_insert:
+        return Process.objects.bulk_create(processes)
+    token = uuid.uuid4().hex
+    for index, process in enumerate(processes):
+        process.bulk_key = f"{token}:{index}"
+    Process.objects.bulk_create(processes)
+    keys = [process.bulk_key for process in processes]
+    ids: dict[str, int] = {}
+    for start in range(0, len(keys), BULK_KEY_SLICE):
+        ids.update(Process.objects.filter(bulk_key__in=keys[start : start + BULK_KEY_SLICE]).values_list("bulk_key", "pk"))
+    Process.objects.filter(pk__in=list(ids.values())).update(bulk_key=None)
+    for process in processes:
+        process.pk, process.bulk_key = ids[process.bulk_key], None
+        process._state.adding = False
+    return processes
+
+
+def _refuse_second_rerun(rerun_of: Process) -> None:
+    active = Process.objects.filter(rerun_of=rerun_of, status__in=ACTIVE_STATUSES).order_by("pk").first()
+    if active is not None:
+        raise ProcessRefused(
+            f"Process {rerun_of.pk} already has a rerun in flight: process {active.pk} ({active.status}).",
+            code="rerun_in_flight",
+        )
 
 
 def processes_submit_later(*, process_ids: Iterable[int]) -> None:

@@ -107,11 +107,13 @@ class ChildProcess:
                 now = time.monotonic()
                 remaining = deadline - now
                 if remaining <= 0:
+                    self._drain(buffer, on_lines)
                     return TIMEOUT, None
                 if now >= next_rss_check and memory_checks():
                     next_rss_check = now + (RSS_CHECK_SECONDS if proctree.CHEAP_TREE_WALK else RSS_CHECK_SLOW_SECONDS)
                     rss = proctree.tree_rss(self.popen.pid)
                     if rss > memory_mib * 1024 * 1024:
+                        self._drain(buffer, on_lines)
                         return MEMORY, rss // (1024 * 1024)
                 if not selector.select(timeout=min(remaining, RSS_CHECK_SECONDS)):
                     continue
@@ -124,6 +126,18 @@ class ChildProcess:
         finally:
             selector.close()
             stream.close()
+
+    def _drain(self, buffer: bytes, on_lines: Callable[[list[bytes]], None]) -> None:
+        """Record the events already written before the child is stopped: a run that loaded Django
+        after the template started may reach its deadline with steps still unread in the pipe."""
+        while select.select([self.events_fd], [], [], 0)[0]:
+            chunk = os.read(self.events_fd, 65536)
+            if not chunk:
+                break
+            buffer += chunk
+        lines = buffer.split(b"\n")[:-1]
+        if lines:
+            on_lines(lines)
 
     def kill(self, grace_seconds: float) -> None:
         proctree.kill_tree(self.popen.pid, grace_seconds=grace_seconds)

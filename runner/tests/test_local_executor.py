@@ -58,7 +58,9 @@ def slow_run_started(root: Path, tmp_path: Path) -> tuple[Process, threading.Thr
     job = make_job(root, SLOW)
     process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"pid_file": str(pid_file)})
     thread = in_thread(process.pk)
-    pid = wait_for(lambda: pid_file.exists() and pid_file.read_text() and int(pid_file.read_text()))
+    pid = wait_for(lambda: pid_file.exists() and pid_file.read_text() and int(pid_file.read_text()), timeout=120)
+    # The template starts before its runner loads Django: wait until the runner has recorded the step.
+    wait_for(lambda: process.tasks.filter(name="wait").exists(), timeout=120)
     return process, thread, pid
 
 

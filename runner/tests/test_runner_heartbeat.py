@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -33,23 +32,30 @@ def test_a_running_runner_beats_every_few_seconds(tmp_path, settings, subprocess
     root = tmp_path / "templates"
     root.mkdir()
     settings.JTB_TEMPLATE_ROOT = root
+    stop = tmp_path / "stop"
     job = make_job(root, """
-        import time
+        import os, time
         def main(ctx):
             with ctx.task("work"):
-                time.sleep(4)
+                deadline = time.monotonic() + 120
+                while not os.path.exists(ctx.params["stop"]) and time.monotonic() < deadline:
+                    time.sleep(0.1)
     """)
-    process = start(job)
+    process = start(job, {"stop": str(stop)})
     runner = runner_popen(process, {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root), "JTB_HEARTBEAT_SECONDS": "1"})
-    wait_for(lambda: process.tasks.exists(), timeout=60)
+    wait_for(lambda: process.tasks.exists(), timeout=120)
     beats = set()
-    while runner.poll() is None:
+
+    def three_beats() -> bool:
         beats.add(Process.objects.values_list("heartbeat_at", flat=True).get(pk=process.pk))
-        time.sleep(0.3)
-    runner.communicate(timeout=30)
+        return len(beats) >= 3
+
+    # The claim's beat, then one a second while the template works.
+    wait_for(three_beats, timeout=120, interval=0.3)
+    stop.touch()
+    runner.communicate(timeout=120)
     process.refresh_from_db()
     assert process.status == ProcessStatus.SUCCEEDED
-    assert len(beats) >= 3  # the claim's beat, then one a second while the template worked
 
 
 @pytest.mark.django_db

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from processes.models import Process, ProcessStatus, Trigger
-from processes.services import DISPATCH_CHUNK
+from processes.services import SUBMIT_CHUNK
 from tests.api.conftest import token_client
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +28,7 @@ def test_bulk_run_starts_every_run_in_order_and_sends_chunked_dispatches(api, ma
     assert processes.count() == 80
     assert {(p.trigger, p.triggered_by_id, p.status) for p in processes} == {(Trigger.API, admin_user.pk, "queued")}
     assert sorted(pk for message in sent for pk in message) == sorted(item["id"] for item in body)
-    assert [len(message) for message in sent] == [DISPATCH_CHUNK, 80 - DISPATCH_CHUNK]
+    assert [len(message) for message in sent] == [SUBMIT_CHUNK, 80 - SUBMIT_CHUNK]
 
 
 def test_bulk_run_names_every_bad_entry_by_index_and_creates_nothing(api, make_job):

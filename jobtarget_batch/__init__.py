@@ -1,5 +1,6 @@
-"""JobTarget Batch: define, schedule, run and monitor Python batch jobs from the Django admin."""
+"""JobTarget Batch: define, schedule, run and monitor Python batch jobs from the Django admin.
 
-from jobtarget_batch.celery import app as celery_app
-
-__all__ = ["celery_app"]
+The Celery app (jobtarget_batch.celery) is made current when Django starts (ProcessesConfig.ready),
+not on importing this package: the container's runner reads settings before it loads Django and
+must not pay for importing Celery before its template starts.
+"""

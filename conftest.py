@@ -125,18 +125,10 @@ def _end_stray_database_sessions(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def make_job(db):
-    """Make jobs through the same service as the admin and the API (validated), with unique names."""
-    from jobs.models import Job
-    from jobs.services import job_save
+    """The one job factory (tests/support.py): saved through the service, validated, unique names."""
+    from tests.support import make_job
 
-    counter = iter(range(1, 1_000_000))
-
-    def make(**fields) -> Job:
-        fields.setdefault("name", f"job {next(counter)}")
-        fields.setdefault("template", "examples/hello.py")
-        return job_save(job=Job(**fields))
-
-    return make
+    return make_job
 
 
 @pytest.fixture

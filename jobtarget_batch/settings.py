@@ -196,6 +196,12 @@ JTB_LOCAL_QUEUE = env_str("JTB_LOCAL_QUEUE", "jtb-local")
 # Seconds a runner waits after SIGTERM before the tree is killed.
 JTB_KILL_GRACE_SECONDS = env_int("JTB_KILL_GRACE_SECONDS", 10, minimum=1)
 JTB_HEARTBEAT_SECONDS = env_int("JTB_HEARTBEAT_SECONDS", 15, minimum=1)
+# How often a runner looks for a cancel request itself (one indexed primary-key read).
+JTB_CANCEL_CHECK_SECONDS = env_int("JTB_CANCEL_CHECK_SECONDS", 3, minimum=1)
+# The sweeper: a run `queued` this long has its submit message sent again (then after 2x, 4x ...
+# as long); a local run `submitted` this long without a runner is queued again (its worker died).
+JTB_QUEUED_RESEND_SECONDS = env_int("JTB_QUEUED_RESEND_SECONDS", 300, minimum=10)
+JTB_SUBMITTED_LOST_SECONDS = env_int("JTB_SUBMITTED_LOST_SECONDS", 120, minimum=10)
 # A running process whose heartbeat is older than this is "runner lost".
 JTB_HEARTBEAT_TIMEOUT_SECONDS = env_int("JTB_HEARTBEAT_TIMEOUT_SECONDS", 120, minimum=5)
 
@@ -358,6 +364,7 @@ def beat_schedule() -> dict[str, dict]:
         "jtb-finalize-processes": every("processes.tasks.finalize_pending_processes", JTB_FINALIZE_SECONDS,
                                         expires=True),
         "jtb-reap-lost-processes": every("processes.tasks.reap_lost_processes", 60),
+        "jtb-sweep-stuck-processes": every("processes.tasks.sweep_stuck_processes", 60, expires=True),
         # The tracker: Batch job states of active runs, lost submissions, runs stuck waiting for capacity.
         "jtb-track-batch-jobs": every("runner.tasks.track_batch_jobs", JTB_BATCH_TRACK_SECONDS),
     }

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from jobs.models import ConcurrencyPolicy, Job, Schedule
 from jobs.validation import validate_json_object
-from processes.executors import executor_get
+from processes.executors import ExecutorName, executor_get
 from processes.models import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
@@ -309,6 +309,12 @@ def process_heartbeat(*, process_id: int) -> bool:
     ) == 1
 
 
+def process_cancel_requested(*, process_id: int) -> bool:
+    """Whether someone asked to cancel the run (the runner checks this itself, so a cancel works
+    whichever process asked and whether or not a watcher is there to pass it on)."""
+    return Process.objects.filter(pk=process_id, cancel_requested_at__isnull=False).exists()
+
+
 def process_finish(
     *,
     process_id: int,
@@ -451,6 +457,51 @@ def task_finish(
     return Task.objects.filter(process_id=process_id, sequence=sequence, status=TaskStatus.RUNNING).update(
         status=status, finished_at=at or timezone.now(), error=error[:10_000], traceback=traceback[:100_000]
     ) == 1
+
+
+SWEEP_LIMIT = 500
+
+
+def processes_sweep_stuck(*, queued_seconds: int, submitted_seconds: int) -> dict[str, int]:
+    """Hand runs nobody is working on to the executor again; the executor's claim keeps each to one
+    execution, so a run that was only slow is not doubled.
+
+    - `queued` (not held) for longer than `queued_seconds`: its submit message may be lost (a broker
+      restart, a worker killed while holding it). Re-sent with a growing pause per run (recorded
+      in executor_details), so runs that merely wait for a free slot are not flooded.
+    - `submitted` to the local executor without a runner for longer than `submitted_seconds`: its
+      worker died between its two claims. Moved back to `queued` and re-sent.
+    """
+    now = timezone.now()
+    resend: list[int] = []
+    stale_submitted = list(
+        Process.objects.filter(
+            status=ProcessStatus.SUBMITTED, executor=ExecutorName.LOCAL, external_id="",
+            submitted_at__lt=now - timezone.timedelta(seconds=submitted_seconds),
+        ).values_list("pk", flat=True)[:SWEEP_LIMIT]
+    )
+    for pk in stale_submitted:
+        if Process.objects.filter(pk=pk, status=ProcessStatus.SUBMITTED, external_id="").update(
+            status=ProcessStatus.QUEUED, executor="", submitted_at=None,
+        ):
+            resend.append(pk)
+    waiting = Process.objects.filter(
+        status=ProcessStatus.QUEUED, held=False, created_at__lt=now - timezone.timedelta(seconds=queued_seconds),
+    ).exclude(pk__in=resend).order_by("pk").only("pk", "executor_details", "created_at")[:SWEEP_LIMIT]
+    requeued = len(resend)
+    for process in waiting:
+        details = dict(process.executor_details or {})
+        sends = int(details.get("resends") or 0)
+        last = details.get("resent_at")
+        since = datetime.fromisoformat(last) if last else process.created_at
+        if (now - since).total_seconds() < queued_seconds * 2**sends:
+            continue
+        details.update(resends=sends + 1, resent_at=now.isoformat())
+        if Process.objects.filter(pk=process.pk, status=ProcessStatus.QUEUED).update(executor_details=details):
+            resend.append(process.pk)
+    if resend:
+        processes_submit_later(process_ids=resend)
+    return {"requeued": requeued, "resent": len(resend) - requeued}
 
 
 def processes_reap_lost(*, older_than_seconds: int) -> list[int]:

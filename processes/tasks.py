@@ -23,6 +23,13 @@ def finalize_pending_processes() -> list[int]:
     return services.processes_finalize_pending()
 
 
+@shared_task(name="processes.tasks.sweep_stuck_processes", ignore_result=True)
+def sweep_stuck_processes() -> dict[str, int]:
+    return services.processes_sweep_stuck(
+        queued_seconds=settings.JTB_QUEUED_RESEND_SECONDS, submitted_seconds=settings.JTB_SUBMITTED_LOST_SECONDS,
+    )
+
+
 @shared_task(name="processes.tasks.reap_lost_processes")
 def reap_lost_processes() -> list[int]:
     return services.processes_reap_lost(older_than_seconds=settings.JTB_HEARTBEAT_TIMEOUT_SECONDS)

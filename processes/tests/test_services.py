@@ -10,6 +10,7 @@ from django.utils import timezone
 from jobs.models import ConcurrencyPolicy, Job
 from processes import services
 from processes.models import Process, ProcessStatus, Task, TaskStatus, Trigger
+from tests.support import make_job as make_shared_job
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +26,8 @@ def enqueued():
 
 
 def make_job(**fields) -> Job:
-    defaults = {"name": "nightly export", "template": "examples/hello.py", "parameters": {"since": "yesterday"}}
-    return Job.objects.create(**{**defaults, **fields})
+    """The shared factory with this module's defaults: a nightly export with a default parameter."""
+    return make_shared_job(**{"name": "nightly export", "parameters": {"since": "yesterday"}, **fields})
 
 
 def finish(process, status=ProcessStatus.SUCCEEDED, reason=""):

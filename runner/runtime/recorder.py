@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -96,18 +98,30 @@ class Recorder:
             exit_code=outcome.exit_code, finalize_later=False,
         ))
 
-    # --- heartbeat ---------------------------------------------------------------------------------
-    def heartbeat_start(self) -> None:
-        threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
+    # --- heartbeat and cancel requests --------------------------------------------------------------
+    def heartbeat_start(self, *, on_cancel: Callable[[], None]) -> None:
+        """Beat every JTB_HEARTBEAT_SECONDS and look for a cancel request every
+        JTB_CANCEL_CHECK_SECONDS; `on_cancel` is called once when one is found."""
+        threading.Thread(target=self._beat, args=(on_cancel,), name="heartbeat", daemon=True).start()
 
     def heartbeat_stop(self) -> None:
         self._stop_heartbeat.set()
 
-    def _beat(self) -> None:
-        while not self._stop_heartbeat.wait(settings.JTB_HEARTBEAT_SECONDS):
+    def _beat(self, on_cancel: Callable[[], None]) -> None:
+        check_every = min(settings.JTB_CANCEL_CHECK_SECONDS, settings.JTB_HEARTBEAT_SECONDS)
+        next_beat = time.monotonic() + settings.JTB_HEARTBEAT_SECONDS
+        cancel_seen = False
+        while not self._stop_heartbeat.wait(check_every):
             try:
-                # One attempt: a missed beat is harmless, the next one may get through.
-                db_retry(lambda: services.process_heartbeat(process_id=self.process_id), retries=False)
+                # One attempt each: a missed beat or check is harmless, the next one may get through.
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + settings.JTB_HEARTBEAT_SECONDS
+                    db_retry(lambda: services.process_heartbeat(process_id=self.process_id), retries=False)
+                if not cancel_seen and db_retry(
+                    lambda: services.process_cancel_requested(process_id=self.process_id), retries=False
+                ):
+                    cancel_seen = True
+                    on_cancel()
             except Exception:
                 logger.warning("heartbeat failed", exc_info=True)
 

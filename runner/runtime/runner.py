@@ -133,7 +133,8 @@ class Runner:
         from runner.runtime.recorder import Recorder
 
         self.recorder = Recorder(self.process_id)
-        self.recorder.heartbeat_start()
+        # A cancel request reaches the runner itself, not only as a signal from a watcher.
+        self.recorder.heartbeat_start(on_cancel=lambda: os.kill(os.getpid(), signal.SIGTERM))
         try:
             outcome = execute()
         except Exception as exc:  # a bug or an outage in the runner itself must still be recorded

@@ -8,13 +8,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from jobs.models import ConcurrencyPolicy, Job
+from jobs.models import ConcurrencyPolicy
 from processes.models import Process, ProcessStatus, TaskStatus, Trigger
 from processes.selectors import process_log_read
 from processes.services import process_cancel, process_start
 from runner.executors.local.watch import local_run
-from runner.tests.helpers import write_template
-from runner.tests.test_runner_support import wait_for
+from tests.support import make_job, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,11 +39,6 @@ def local(tmp_path, settings, subprocess_env, monkeypatch):
     return root
 
 
-def make_job(root: Path, source: str, **fields) -> Job:
-    write_template(root, "job.py", source)
-    return Job.objects.create(name=fields.pop("name", "local job"), template="job.py", memory_mib=512, **fields)
-
-
 def in_thread(process_id: int) -> threading.Thread:
     thread = threading.Thread(target=local_run, kwargs={"process_id": process_id}, daemon=True)
     thread.start()
@@ -55,7 +49,7 @@ def slow_run_started(root: Path, tmp_path: Path) -> tuple[Process, threading.Thr
     """Run the SLOW template through the watcher in a thread; returns once it is in its "wait" step,
     with the template's pid."""
     pid_file = tmp_path / "template.pid"
-    job = make_job(root, SLOW)
+    job = make_job(root=root, source=SLOW)
     process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"pid_file": str(pid_file)})
     thread = in_thread(process.pk)
     pid = wait_for(lambda: pid_file.exists() and pid_file.read_text() and int(pid_file.read_text()), timeout=120)
@@ -65,7 +59,7 @@ def slow_run_started(root: Path, tmp_path: Path) -> tuple[Process, threading.Thr
 
 
 def test_local_run_records_success_and_its_log_is_readable(local):
-    job = make_job(local, "def main(ctx):\n    with ctx.task('say'):\n        print('hello from the template')\n")
+    job = make_job(root=local, source="def main(ctx):\n    with ctx.task('say'):\n        print('hello from the template')\n")
     process = process_start(job=job, trigger=Trigger.MANUAL)
     local_run(process_id=process.pk)
     process.refresh_from_db()
@@ -79,7 +73,7 @@ def test_local_run_records_success_and_its_log_is_readable(local):
 
 
 def test_a_second_delivery_of_the_same_run_does_nothing(local):
-    job = make_job(local, "def main(ctx):\n    print('once')\n")
+    job = make_job(root=local, source="def main(ctx):\n    print('once')\n")
     process = process_start(job=job, trigger=Trigger.MANUAL)
     local_run(process_id=process.pk)
     local_run(process_id=process.pk)
@@ -115,7 +109,7 @@ def test_runner_killed_with_sigkill_ends_failed_with_a_reason_and_no_orphan(loca
 
 
 def test_queue_policy_runs_one_after_the_other(local):
-    job = make_job(local, "import time\ndef main(ctx):\n    time.sleep(0.5)\n", concurrency_policy=ConcurrencyPolicy.QUEUE)
+    job = make_job(root=local, source="import time\ndef main(ctx):\n    time.sleep(0.5)\n", concurrency_policy=ConcurrencyPolicy.QUEUE)
     first = process_start(job=job, trigger=Trigger.MANUAL)
     second = process_start(job=job, trigger=Trigger.MANUAL)
     local_run(process_id=second.pk)  # a message for a held run starts nothing

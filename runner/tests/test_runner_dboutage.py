@@ -18,7 +18,7 @@ from django.db import connection
 from conftest import require_service
 from processes.models import ProcessStatus, TaskStatus
 from runner import proctree
-from runner.tests.test_runner_support import make_job, runner_popen, start, wait_for
+from tests.support import make_job, runner_popen, start, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -39,7 +39,7 @@ def postgres_runner(tmp_path, settings, subprocess_env):
     root = tmp_path / "templates"
     root.mkdir()
     settings.JTB_TEMPLATE_ROOT = root
-    job = make_job(root, TASKS)
+    job = make_job(root=root, source=TASKS)
     return job, {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root), "JTB_HEARTBEAT_SECONDS": "1"}
 
 

@@ -7,7 +7,7 @@ import pytest
 from processes.models import ProcessStatus, TaskStatus
 from runner.environments import environment_key
 from runner.runtime.recorder import INSTALL_TASK
-from runner.tests.test_runner_support import make_job, runner_popen, runner_run, start
+from tests.support import make_job, runner_popen, runner_run, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +43,7 @@ def test_environment_key_ignores_order_spelling_and_duplicates_but_not_the_index
 
 def test_second_run_with_the_same_modules_reuses_the_environment_without_an_install_step(fresh):
     templates, env = fresh
-    job = make_job(templates, USES_MODULE, python_modules=[MODULE])
+    job = make_job(root=templates, source=USES_MODULE, python_modules=[MODULE])
 
     first = start(job)
     first_log = runner_run(first, env)
@@ -64,7 +64,7 @@ def test_second_run_with_the_same_modules_reuses_the_environment_without_an_inst
 
 def test_ten_runs_started_together_with_new_modules_build_the_environment_once(fresh):
     templates, env = fresh
-    job = make_job(templates, USES_MODULE, python_modules=[MODULE])
+    job = make_job(root=templates, source=USES_MODULE, python_modules=[MODULE])
     processes = [start(job) for _ in range(10)]
     runners = [runner_popen(process, env) for process in processes]
     logs = [runner.communicate(timeout=240)[0] for runner in runners]
@@ -82,7 +82,7 @@ def test_ten_runs_started_together_with_new_modules_build_the_environment_once(f
 
 def test_a_bad_requirement_fails_the_install_task_with_uvs_message(fresh):
     templates, env = fresh
-    job = make_job(templates, USES_MODULE, python_modules=["jtb-no-such-package-qq==1.0"])
+    job = make_job(root=templates, source=USES_MODULE, python_modules=["jtb-no-such-package-qq==1.0"])
     process = start(job)
     log = runner_run(process, env)
     process.refresh_from_db()
@@ -97,7 +97,7 @@ def test_a_bad_requirement_fails_the_install_task_with_uvs_message(fresh):
 
 def test_modules_come_from_the_index_in_settings(fresh):
     templates, env = fresh
-    job = make_job(templates, USES_MODULE, python_modules=[MODULE])
+    job = make_job(root=templates, source=USES_MODULE, python_modules=[MODULE])
     process = start(job)
     runner_run(process, {**env, "JTB_PACKAGE_INDEX_URL": "http://127.0.0.1:9/simple", "UV_NO_CACHE": "1", "UV_HTTP_RETRIES": "0"})
     process.refresh_from_db()
@@ -111,7 +111,7 @@ def test_a_fresh_host_unpacks_the_environment_another_host_shared_through_s3(mot
     templates, env = fresh
     aws_client("s3").create_bucket(Bucket="jtb-envs")
     env = {**env, "AWS_ENDPOINT_URL": moto_server.url, "JTB_ENV_S3_PREFIX": "s3://jtb-envs/shared/"}
-    job = make_job(templates, USES_MODULE, python_modules=[MODULE])
+    job = make_job(root=templates, source=USES_MODULE, python_modules=[MODULE])
 
     first = start(job)
     first_log = runner_run(first, env)

@@ -13,7 +13,7 @@ from processes.models import Process, ProcessStatus, Task, TaskStatus, Trigger
 from processes.services import processes_reap_lost
 from processes.tasks import reap_lost_processes
 from runner.executors.local import LocalExecutor
-from runner.tests.test_runner_support import make_job, runner_popen, start, wait_for
+from tests.support import make_job, runner_popen, start, wait_for
 
 
 def running_process(job: Job, *, beat_seconds_ago: int) -> Process:
@@ -33,7 +33,7 @@ def test_a_running_runner_beats_every_few_seconds(tmp_path, settings, subprocess
     root.mkdir()
     settings.JTB_TEMPLATE_ROOT = root
     stop = tmp_path / "stop"
-    job = make_job(root, """
+    job = make_job(root=root, source="""
         import os, time
         def main(ctx):
             with ctx.task("work"):

@@ -6,7 +6,7 @@ import psutil
 import pytest
 
 from processes.models import ProcessStatus, TaskStatus
-from runner.tests.test_runner_support import make_job, runner_run, start, wait_for
+from tests.support import make_job, runner_run, start, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,7 +25,7 @@ def gone(pid: int) -> bool:
 
 def test_timeout_kills_the_whole_tree_and_says_timed_out(templates, tmp_path):
     root, env = templates
-    job = make_job(root, """
+    job = make_job(root=root, source="""
         import subprocess, time
         def main(ctx):
             with ctx.task("spawn and wait"):
@@ -47,7 +47,7 @@ def test_timeout_kills_the_whole_tree_and_says_timed_out(templates, tmp_path):
 
 def test_allocating_past_the_memory_limit_fails_with_out_of_memory(templates):
     root, env = templates
-    job = make_job(root, """
+    job = make_job(root=root, source="""
         def main(ctx):
             with ctx.task("load everything"):
                 data = bytearray(400 * 1024 * 1024)
@@ -63,7 +63,7 @@ def test_allocating_past_the_memory_limit_fails_with_out_of_memory(templates):
 def test_processes_of_the_template_together_over_the_limit_are_killed_as_out_of_memory(templates):
     # Each helper stays under the address-space limit; together their resident memory does not.
     root, env = templates
-    job = make_job(root, """
+    job = make_job(root=root, source="""
         import subprocess, sys, time
         HOG = "import time; data = b'x' * (60 * 1024 * 1024); time.sleep(300)"
         def main(ctx):

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from processes.models import Process, ProcessStatus, TaskStatus
 from processes.services import processes_reap_lost
-from runner.tests.test_runner_support import make_job, runner_popen, start, wait_for
+from tests.support import make_job, runner_popen, start, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,7 +41,7 @@ def running(tmp_path, settings, subprocess_env):
     settings.JTB_TEMPLATE_ROOT = root
     env = {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root), "JTB_KILL_GRACE_SECONDS": str(GRACE),
            "JTB_HEARTBEAT_SECONDS": "60"}
-    job = make_job(root, WAITS)
+    job = make_job(root=root, source=WAITS)
 
     def begin(**parameters):
         pid_file = tmp_path / f"template-{len(list(tmp_path.glob('template-*')))}.pid"
@@ -113,3 +113,32 @@ def test_sigkilled_runner_takes_its_template_along_and_the_reaper_fails_the_run_
     assert process.status == ProcessStatus.FAILED
     assert process.failure_reason.startswith("Runner lost: no heartbeat since ")
     assert process.tasks.get(name="wait").status == TaskStatus.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_runner_without_a_watcher_stops_on_a_cancel_request_and_records_cancelled(tmp_path, settings, subprocess_env):
+    """After a worker restart nobody passes a cancel on as a signal: the runner finds it itself."""
+    from processes.services import process_cancel
+
+    root = tmp_path / "templates"
+    root.mkdir()
+    settings.JTB_TEMPLATE_ROOT = root
+    job = make_job(root=root, source="""
+        import time
+        def main(ctx):
+            with ctx.task("wait"):
+                time.sleep(300)
+    """)
+    process = start(job)
+    runner = runner_popen(process, {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root), "JTB_CANCEL_CHECK_SECONDS": "1"})
+    try:
+        wait_for(lambda: process.tasks.filter(name="wait").exists(), timeout=120)
+        process_cancel(process=Process.objects.get(pk=process.pk))
+        output, _ = runner.communicate(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.CANCELLED, output
+    assert process.failure_reason == "Cancelled."
+    assert process.tasks.get(name="wait").status == "failed"

@@ -5,7 +5,7 @@ import pytest
 from jobs.models import Job
 from processes.models import ProcessStatus, TaskStatus
 from runner.executors.local.executor import local_log_path
-from runner.tests.helpers import run_process, start, write_template
+from tests.support import make_job, run_process, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,12 +23,6 @@ def env(template_root, subprocess_env):
     return subprocess_env
 
 
-def job_for(root, source: str, **fields) -> Job:
-    name = fields.pop("name", "job under test")
-    template = write_template(root, "job.py", source)
-    return Job.objects.create(name=name, template=template, memory_mib=fields.pop("memory_mib", 512), **fields)
-
-
 def outcome(process, env, **kwargs):
     result = run_process(process, env, **kwargs)
     process.refresh_from_db()
@@ -40,7 +34,7 @@ def tasks(process):
 
 
 def test_template_that_completes_succeeds_with_its_tasks_params_and_log(template_root, env):
-    job = job_for(template_root, """
+    job = make_job(root=template_root, source="""
         def main(ctx):
             with ctx.task("extract"):
                 ctx.log.info("since=%s limit=%s job=%s id=%s", ctx.params["since"], ctx.params["limit"], ctx.job, ctx.process_id)
@@ -58,7 +52,7 @@ def test_template_that_completes_succeeds_with_its_tasks_params_and_log(template
 
 
 def test_failing_task_fails_the_process_and_later_tasks_never_start(template_root, env):
-    job = job_for(template_root, """
+    job = make_job(root=template_root, source="""
         def main(ctx):
             with ctx.task("extract"):
                 rows = [1]
@@ -77,7 +71,7 @@ def test_failing_task_fails_the_process_and_later_tasks_never_start(template_roo
 
 
 def test_failed_task_fails_the_process_even_when_main_swallows_the_error(template_root, env):
-    job = job_for(template_root, """
+    job = make_job(root=template_root, source="""
         def main(ctx):
             try:
                 with ctx.task("optional step"):
@@ -91,7 +85,7 @@ def test_failed_task_fails_the_process_even_when_main_swallows_the_error(templat
 
 
 def test_exception_outside_a_task_fails_with_its_message(template_root, env):
-    job = job_for(template_root, """
+    job = make_job(root=template_root, source="""
         def main(ctx):
             raise ValueError("bad config")
     """)
@@ -102,7 +96,7 @@ def test_exception_outside_a_task_fails_with_its_message(template_root, env):
 
 
 def test_non_zero_exit_fails_with_the_code(template_root, env):
-    job = job_for(template_root, """
+    job = make_job(root=template_root, source="""
         import sys
         def main(ctx):
             sys.exit(3)
@@ -113,7 +107,7 @@ def test_non_zero_exit_fails_with_the_code(template_root, env):
 
 
 def test_exit_zero_is_success(template_root, env):
-    job = job_for(template_root, """
+    job = make_job(root=template_root, source="""
         import sys
         def main(ctx):
             with ctx.task("only"):
@@ -125,21 +119,21 @@ def test_exit_zero_is_success(template_root, env):
 
 
 def test_template_that_cannot_be_imported_fails_with_the_error(template_root, env):
-    job = job_for(template_root, "def main(ctx)\n    pass\n")
+    job = make_job(root=template_root, source="def main(ctx)\n    pass\n")
     process, _ = outcome(start(job), env)
     assert process.status == ProcessStatus.FAILED
     assert process.failure_reason.startswith("Could not import the template: SyntaxError")
 
 
 def test_template_importing_a_missing_module_fails_at_import(template_root, env):
-    job = job_for(template_root, "import no_such_module_here\ndef main(ctx):\n    pass\n")
+    job = make_job(root=template_root, source="import no_such_module_here\ndef main(ctx):\n    pass\n")
     process, _ = outcome(start(job), env)
     assert process.status == ProcessStatus.FAILED
     assert "ModuleNotFoundError" in process.failure_reason
 
 
 def test_template_without_main_fails_and_says_so(template_root, env):
-    job = job_for(template_root, "def run(ctx):\n    pass\n")
+    job = make_job(root=template_root, source="def run(ctx):\n    pass\n")
     process, _ = outcome(start(job), env)
     assert process.status == ProcessStatus.FAILED
     assert process.failure_reason == "The template has no main(ctx) function."
@@ -153,7 +147,7 @@ def test_template_that_cannot_be_fetched_fails_with_the_path(template_root, env)
 
 
 def test_template_past_its_timeout_is_killed_and_fails(template_root, env):
-    job = job_for(template_root, """
+    job = make_job(root=template_root, source="""
         import time
         def main(ctx):
             with ctx.task("sleepy"):
@@ -167,7 +161,7 @@ def test_template_past_its_timeout_is_killed_and_fails(template_root, env):
 
 
 def test_template_over_its_memory_limit_fails_with_out_of_memory(template_root, env):
-    job = job_for(template_root, """
+    job = make_job(root=template_root, source="""
         def main(ctx):
             with ctx.task("allocate"):
                 blob = bytearray(400 * 1024 * 1024)
@@ -178,7 +172,7 @@ def test_template_over_its_memory_limit_fails_with_out_of_memory(template_root, 
 
 
 def test_template_sees_its_job_environment_but_not_the_runners_secrets(template_root, env):
-    job = job_for(template_root, """
+    job = make_job(root=template_root, source="""
         import os
         def main(ctx):
             with ctx.task("check"):
@@ -190,7 +184,7 @@ def test_template_sees_its_job_environment_but_not_the_runners_secrets(template_
 
 
 def test_a_finished_process_is_not_run_again(template_root, env):
-    job = job_for(template_root, "def main(ctx):\n    print('ran')\n")
+    job = make_job(root=template_root, source="def main(ctx):\n    print('ran')\n")
     process = start(job)
     first, _ = outcome(process, env)
     assert first.status == ProcessStatus.SUCCEEDED

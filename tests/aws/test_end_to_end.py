@@ -31,8 +31,8 @@ from runner.aws.batch import batch_job_definition_sync
 from runner.aws.client import aws_client
 from runner.executors.aws_batch.tracking import batch_processes_track
 from runner.template_upload import template_store
-from runner.tests.test_runner_support import wait_for as shared_wait_for
 from tests.moto import FAKE_CREDENTIALS
+from tests.support import wait_for as shared_wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
 

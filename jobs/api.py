@@ -13,6 +13,7 @@ from jobs import services
 from jobs.models import Job, Schedule
 from jobs.serializers import JobSerializer, ScheduleSerializer
 from jobtarget_batch.api.fields import JSONObjectField, StrictFieldsMixin
+from jobtarget_batch.api.idempotency import idempotent
 from jobtarget_batch.api.permissions import CanRunJobs, CanView, ModelPermissions
 from jobtarget_batch.api.schema import error_response
 from processes.models import Trigger
@@ -65,6 +66,7 @@ class JobViewSet(viewsets.ModelViewSet):
         "job is disabled or its concurrency policy (`skip`) refuses a second active run.",
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def run(self, request, pk=None):
         job = self.get_object()
         body = RunParametersSerializer(data=request.data)

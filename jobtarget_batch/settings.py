@@ -202,6 +202,8 @@ JTB_CANCEL_CHECK_SECONDS = env_int("JTB_CANCEL_CHECK_SECONDS", 3, minimum=1)
 # as long); a local run `submitted` this long without a runner is queued again (its worker died).
 JTB_QUEUED_RESEND_SECONDS = env_int("JTB_QUEUED_RESEND_SECONDS", 300, minimum=10)
 JTB_SUBMITTED_LOST_SECONDS = env_int("JTB_SUBMITTED_LOST_SECONDS", 120, minimum=10)
+# How long the API remembers the answer to a request sent with an Idempotency-Key.
+JTB_IDEMPOTENCY_SECONDS = env_int("JTB_IDEMPOTENCY_SECONDS", 24 * 3600, minimum=60)
 # A running process whose heartbeat is older than this is "runner lost".
 JTB_HEARTBEAT_TIMEOUT_SECONDS = env_int("JTB_HEARTBEAT_TIMEOUT_SECONDS", 120, minimum=5)
 
@@ -365,6 +367,7 @@ def beat_schedule() -> dict[str, dict]:
                                         expires=True),
         "jtb-reap-lost-processes": every("processes.tasks.reap_lost_processes", 60),
         "jtb-sweep-stuck-processes": every("processes.tasks.sweep_stuck_processes", 60, expires=True),
+        "jtb-expire-idempotency-records": every("processes.tasks.expire_idempotency_records", 3600, expires=True),
         # The tracker: Batch job states of active runs, lost submissions, runs stuck waiting for capacity.
         "jtb-track-batch-jobs": every("runner.tasks.track_batch_jobs", JTB_BATCH_TRACK_SECONDS),
     }

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.models import Job
+from jobtarget_batch.api.idempotency import idempotent
 from jobtarget_batch.api.pagination import ProcessCursorPagination
 from jobtarget_batch.api.permissions import CanRunJobs, CanView, ModelPermissions
 from jobtarget_batch.api.renderers import FixedFormatNegotiation
@@ -85,6 +86,7 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         "failed or was cancelled, or when the job is disabled.",
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def rerun(self, request, pk=None):
         process = services.process_rerun(process=self.get_object(), user=request.user)
         return Response(ProcessSerializer(process).data, status=status.HTTP_202_ACCEPTED)
@@ -135,6 +137,7 @@ class RunsView(APIView):
         "policy refusals (disabled job, `skip` policy); in both cases no run is created. The answer lists "
         "the new processes in the order of `runs`.",
     )
+    @idempotent
     def post(self, request):
         body = RunsSerializer(data=request.data)
         body.is_valid(raise_exception=True)

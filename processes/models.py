@@ -163,3 +163,30 @@ class Task(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a run, bulk-run or rerun request sent with an `Idempotency-Key` header:
+    the same key from the same user within JTB_IDEMPOTENCY_SECONDS gets that answer again, and
+    starts nothing more (jobtarget_batch/api/idempotency.py)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField("key", max_length=200)
+    # What the key was first used for (method, path, body hash): another request under it is refused.
+    fingerprint = models.CharField("request fingerprint", max_length=64)
+    status_code = models.PositiveSmallIntegerField("answer status", null=True)
+    body = models.JSONField("answer body", null=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Two requests racing with one key: the database lets exactly one in.
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_one_answer_per_key"),
+        ]
+        indexes = [
+            # Expiring old records: WHERE created_at < ?.
+            models.Index(fields=["created_at"], name="idempotency_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status_code or 'in progress'})"

@@ -31,6 +31,7 @@ from processes.executors import ExecutorName, executor_get
 from processes.models import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
+    IdempotencyRecord,
     Process,
     ProcessStatus,
     Task,
@@ -460,6 +461,12 @@ def task_finish(
 
 
 SWEEP_LIMIT = 500
+
+
+def idempotency_records_expire(*, older_than_seconds: int) -> int:
+    """Forget API answers kept for Idempotency-Key replays once they are older than the window."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    return IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()[0]
 
 
 def processes_sweep_stuck(*, queued_seconds: int, submitted_seconds: int) -> dict[str, int]:

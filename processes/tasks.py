@@ -30,6 +30,11 @@ def sweep_stuck_processes() -> dict[str, int]:
     )
 
 
+@shared_task(name="processes.tasks.expire_idempotency_records", ignore_result=True)
+def expire_idempotency_records() -> int:
+    return services.idempotency_records_expire(older_than_seconds=settings.JTB_IDEMPOTENCY_SECONDS)
+
+
 @shared_task(name="processes.tasks.reap_lost_processes")
 def reap_lost_processes() -> list[int]:
     return services.processes_reap_lost(older_than_seconds=settings.JTB_HEARTBEAT_TIMEOUT_SECONDS)

@@ -14,7 +14,9 @@ ENV PYTHONUNBUFFERED=1 \
     JTB_DATA_DIR=/var/lib/jtb \
     JTB_ENV_ROOT=/var/lib/jtb/envs \
     JTB_WORK_DIR=/tmp/jtb-work \
-    JTB_LOG_DIR=/var/lib/jtb/logs
+    JTB_LOG_DIR=/var/lib/jtb/logs \
+    JTB_TEMPLATE_USER=jtb-job \
+    STATIC_ROOT=/app/staticfiles
 
 # tini reaps the template's orphans and forwards SIGTERM (Batch cancel) to the runner. libodbc2:
 # mssql-django imports pyodbc even when it talks to SQL Server through mssql-python.
@@ -31,8 +33,10 @@ RUN python -m venv "$VIRTUAL_ENV" \
 
 COPY . .
 RUN python -m compileall -q jobtarget_batch jobs processes runner \
-    && DJANGO_SETTINGS_MODULE=jobtarget_batch.settings SECRET_KEY=build-only python manage.py collectstatic --no-input \
+    && DJANGO_SETTINGS_MODULE=jobtarget_batch.settings SECRET_KEY=build-only STATIC_ROOT=/app/staticfiles \
+       python manage.py collectstatic --no-input \
     && useradd --system --uid 10001 --home-dir /var/lib/jtb --create-home jtb \
+    && useradd --system --uid 10002 --no-create-home --shell /usr/sbin/nologin jtb-job \
     && mkdir -p /var/lib/jtb/envs /var/lib/jtb/logs \
     && chown -R jtb:jtb /var/lib/jtb
 

@@ -190,6 +190,10 @@ JTB_PACKAGE_INDEX_URL = env_str("JTB_PACKAGE_INDEX_URL")
 # s3://bucket/prefix where built module environments are shared between hosts (a fresh
 # container unpacks one instead of installing); empty means each host builds its own.
 JTB_ENV_S3_PREFIX = env_str("JTB_ENV_S3_PREFIX")
+# The interpreter job environments are made from (empty: the runner's own). With
+# JTB_TEMPLATE_USER (read by the runner from its environment, runner/isolation.py) it must be one
+# that user may run.
+JTB_TEMPLATE_PYTHON = env_str("JTB_TEMPLATE_PYTHON")
 # How many local runs may execute at once (the local executor's worker concurrency).
 JTB_LOCAL_SLOTS = env_int("JTB_LOCAL_SLOTS", 4, minimum=1)
 JTB_LOCAL_QUEUE = env_str("JTB_LOCAL_QUEUE", "jtb-local")

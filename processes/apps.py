@@ -7,6 +7,11 @@ class ProcessesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from runner.isolation import process_make_non_dumpable
+
+        # Control-plane processes hold the secrets: job code running as the same user must not
+        # read them from /proc/<pid>/environ (runner/isolation.py).
+        process_make_non_dumpable()
         # Every process that loads Django sends tasks through the project's Celery app (its broker
         # settings), never Celery's default app: shared_task binds to the current app.
         from jobtarget_batch.celery import app

@@ -1,5 +1,7 @@
 """System checks for settings that would otherwise fail only when a run starts."""
 
+import os
+
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
@@ -18,4 +20,11 @@ def check_runner_settings(app_configs, **kwargs):
         uv_binary()
     except Exception as exc:
         problems.append(Error(f"uv is needed to build job environments: {exc}", id="jobtarget_batch.E001"))
+    if os.geteuid() == 0 and not os.environ.get("JTB_TEMPLATE_USER"):
+        problems.append(Warning(
+            "This process runs as root and JTB_TEMPLATE_USER is not set: templates would run as root and "
+            "could read this host's secrets.",
+            hint="Create an unprivileged user (the image has jtb-job) and set JTB_TEMPLATE_USER to it.",
+            id="jobtarget_batch.W010",
+        ))
     return problems

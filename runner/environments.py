@@ -32,6 +32,8 @@ from django.conf import settings
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from runner.isolation import build_environment
+
 READY_MARKER = ".jtb-ready"
 INSTALL_TIMEOUT_SECONDS = 900
 
@@ -64,13 +66,18 @@ def environment_key(requirements: list[str]) -> str:
         {
             "python": list(sys.version_info[:3]),
             "implementation": sys.implementation.name,
-            "interpreter": os.path.realpath(sys.executable),
+            "interpreter": os.path.realpath(base_python()),
             "requirements": normalized_requirements(requirements),
             "index": settings.JTB_PACKAGE_INDEX_URL,
         },
         sort_keys=True,
     )
     return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def base_python() -> str:
+    """The interpreter job environments are made from (JTB_TEMPLATE_PYTHON, else the runner's own)."""
+    return settings.JTB_TEMPLATE_PYTHON or sys.executable
 
 
 def _environment(path: Path, *, built_now: bool) -> Environment:
@@ -137,9 +144,9 @@ def _build(path: Path, requirements: list[str], output) -> None:
     if path.exists():
         shutil.rmtree(path)
     uv = uv_binary()
-    env = {**os.environ, "UV_NO_PROGRESS": "1"}
-    env.pop("VIRTUAL_ENV", None)
-    _run([uv, "venv", "--quiet", "--python", sys.executable, str(path)], env, output)
+    # The build runs packages' own code (sdists): it sees how to reach the index, not our secrets.
+    env = {**build_environment(), "UV_NO_PROGRESS": "1"}
+    _run([uv, "venv", "--quiet", "--python", base_python(), str(path)], env, output)
     if requirements:
         command = [uv, "pip", "install", "--python", str(path / "bin" / "python"), "--compile-bytecode"]
         if settings.JTB_PACKAGE_INDEX_URL:

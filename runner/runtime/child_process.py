@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner import proctree
+from runner.isolation import TemplateUser, drop_privileges, template_environment, template_user, workdir_hand_over
 from runner.runtime.spec import CHILD_FILE, PARAMS_FILE, TEMPLATE_FILE, RunSpec
 
 # How often the tree's resident memory is compared with the limit (less often where that means
@@ -30,12 +31,6 @@ RSS_CHECK_SLOW_SECONDS = 5.0
 PR_SET_PDEATHSIG = 1
 # Python itself needs some address space: the limit never goes below this.
 MIN_ADDRESS_SPACE = 64 * 1024 * 1024
-# What the template may see of the runner's environment: never secrets (database URL, keys ...).
-INHERITED_VARIABLES = (
-    "PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-    "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_ENDPOINT_URL",
-)
 
 TIMEOUT = "timeout"
 MEMORY = "memory"
@@ -44,9 +39,11 @@ MEMORY = "memory"
 class ChildProcess:
     def __init__(self, spec: RunSpec, python: Path, workdir: Path) -> None:
         read_fd, write_fd = os.pipe()
+        user = template_user()
+        workdir_hand_over(workdir, user)
         env = {
-            **{name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ},
-            **spec.environment,
+            **template_environment(spec.environment),
+            "HOME": str(workdir),
             "JTB_PROCESS_ID": str(spec.process_id),
             "JTB_JOB_NAME": spec.job,
             "JTB_PARAMS_FILE": str(workdir / PARAMS_FILE),
@@ -59,7 +56,7 @@ class ChildProcess:
             cwd=workdir, env=env, pass_fds=[write_fd], stdin=subprocess.DEVNULL,
             # Same process group as the runner: if the runner is SIGKILLed, whoever started it
             # can still stop the template with one killpg (runner/executors/local/watch.py).
-            preexec_fn=_limits(spec.memory_mib * 1024 * 1024),
+            preexec_fn=_limits(spec.memory_mib * 1024 * 1024, user),
         )
         os.close(write_fd)
         self.events_fd = read_fd
@@ -146,7 +143,7 @@ class ChildProcess:
         return self.popen.wait()
 
 
-def _limits(limit_bytes: int):
+def _limits(limit_bytes: int, user: TemplateUser | None):
     """The function the child runs between fork and exec (prepared here: no imports after fork)."""
     # Address-space limit: allocations past it raise MemoryError in the template, which the
     # child reports as "out of memory".
@@ -158,5 +155,6 @@ def _limits(limit_bytes: int):
         # The template dies with the runner: a SIGKILLed runner must not leave it running unwatched.
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        drop_privileges(user)
 
     return apply

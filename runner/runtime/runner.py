@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner import proctree
+from runner.isolation import process_make_non_dumpable
 from runner.outcomes import FAILED, SUCCEEDED, Outcome, outcome_of, shorten
 from runner.runtime.child_process import MEMORY, TIMEOUT, ChildProcess
 from runner.runtime.spec import RunSpec
@@ -42,6 +43,8 @@ def django_setup() -> None:
 
 class Runner:
     def __init__(self, process_id: int) -> None:
+        # The runner holds the database credential: the template must not read it from /proc.
+        process_make_non_dumpable()
         self.process_id = process_id
         self.child: ChildProcess | None = None
         self.recorder = None

@@ -47,7 +47,7 @@ def test_template_that_completes_succeeds_with_its_tasks_params_and_log(template
     assert tasks(process) == [("extract", TaskStatus.SUCCEEDED), ("load", TaskStatus.SUCCEEDED)]
     assert all(task.finished_at >= task.started_at for task in process.tasks.all())
     assert process.started_at <= process.finished_at
-    assert f"since=2024-01-01 limit=10 job=job under test id={process.pk}" in result.stdout
+    assert f"since=2024-01-01 limit=10 job={process.job.name} id={process.pk}" in result.stdout
     assert "loaded" in result.stdout
 
 

@@ -90,7 +90,7 @@ def main() -> None:
         from processes.models import Process, Trigger
         from processes.services import RunRequest, process_start_many
         from runner.aws.client import aws_client
-        from runner.executors.aws_batch.submission import SUBMIT_THREADS, batch_job_name
+        from runner.executors.aws_batch.submission import SUBMIT_THREADS, process_batch_job_name
 
         def dispatch_runs(job) -> float:
             """Seconds from the bulk start until every run has its Batch job id saved."""
@@ -130,7 +130,7 @@ def main() -> None:
 
         processes = list(Process.objects.values_list("pk", "external_id"))
         assert all(external_id for _, external_id in processes), "a run has no Batch job id"
-        ours_names = batch_job_name(job_id=job.pk, process_id=0).removesuffix("0") + "*"
+        ours_names = process_batch_job_name(job_id=job.pk, process_id=0).removesuffix("0") + "*"
         by_name: dict[str, list[str]] = {}
         for page in batch.get_paginator("list_jobs").paginate(
             jobQueue="jtb-default", filters=[{"name": "JOB_NAME", "values": [ours_names]}]
@@ -138,7 +138,7 @@ def main() -> None:
             for summary in page["jobSummaryList"]:
                 by_name.setdefault(summary["jobName"], []).append(summary["jobId"])
         for pk, external_id in processes:
-            assert by_name.pop(batch_job_name(job_id=job.pk, process_id=pk), None) == [external_id], (
+            assert by_name.pop(process_batch_job_name(job_id=job.pk, process_id=pk), None) == [external_id], (
                 f"process {pk} does not have exactly one Batch job, the one saved")
         assert not by_name, f"Batch jobs that belong to no run: {sorted(by_name)[:5]}"
 

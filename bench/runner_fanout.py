@@ -3,8 +3,8 @@ fewer connections than runners.
 
     .venv/bin/python bench/runner_fanout.py [--runners 250] [--connection-limit 40]
 
-Every runner is started as AWS Batch starts it (`python -m runner.runtime <id>`: it loads Django
-and claims the run itself). Their templates wait until all runs are `running`, then all do their
+Every runner is started as AWS Batch starts it (`python -m runner.runtime <id>`: it claims the run
+itself, with the database driver before Django, or through Django when no connection is free). Their templates wait until all runs are `running`, then all do their
 ten tasks at the same moment, so every runner writes its statuses in the same few seconds.
 
 Connections: this server's `max_connections` is shared with other people's tests and cannot be

@@ -17,3 +17,6 @@ class ProcessesConfig(AppConfig):
         from jobtarget_batch.celery import app
 
         app.set_current()
+        # Register every app's tasks now, so drivers can send one by its name through the registry
+        # (with the app's settings, task_always_eager included) without importing entry points.
+        app.autodiscover_tasks(force=True)

@@ -13,8 +13,8 @@ from django.db import OperationalError, connection
 
 from processes.models import Process, ProcessStatus, Task, TaskStatus
 from processes.services import process_finish, process_mark_running, task_start
-from runner import batch_events
 from runner.aws.client import aws_client
+from runner.executors.aws_batch import events as batch_events
 from runner.executors.aws_batch.events import batch_events_consume
 from runner.tasks import consume_batch_events
 

@@ -12,8 +12,9 @@ from jobs.models import Job
 from processes.executors import executor_get
 from processes.models import Process, ProcessStatus, Trigger
 from processes.services import RunRequest, process_start, process_start_many, processes_submit
-from runner import batch_submission
+from runner.aws.batch_request import TIMEOUT_MARGIN_SECONDS
 from runner.aws.client import aws_client
+from runner.executors.aws_batch import submission as batch_submission
 from runner.executors.aws_batch.tracking import batch_processes_track
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +43,7 @@ def test_submit_sends_resources_timeout_retry_tags_and_queue_and_stores_the_job_
             ],
             "environment": [{"name": "JTB_PROCESS_ID", "value": str(process.pk)}],
         },
-        "timeout": {"attemptDurationSeconds": 1800 + batch_submission.TIMEOUT_MARGIN_SECONDS},
+        "timeout": {"attemptDurationSeconds": 1800 + TIMEOUT_MARGIN_SECONDS},
         "retryStrategy": {
             "attempts": 3,
             "evaluateOnExit": [

@@ -16,8 +16,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from jobs import services
-from jobs.models import Job, Schedule
+from jobs.models import RUN_COUNT_CAP, Job, Schedule
 from jobtarget_batch.admin_tools import LinesField, format_duration
+from jobtarget_batch.queries import capped_label
 from processes.models import Trigger
 from processes.services import ProcessRefused, process_start
 
@@ -104,8 +105,8 @@ class ScheduleAdmin(ScheduleDisplay, admin.ModelAdmin):
 
 
     @admin.display(description="runs started", ordering="runs_started_count")
-    def runs_started_count(self, schedule: Schedule) -> int:
-        return schedule.runs_started_count
+    def runs_started_count(self, schedule: Schedule) -> str:
+        return capped_label(schedule.runs_started_count, RUN_COUNT_CAP)
 
     @admin.display(description="runs it started")
     def runs(self, schedule: Schedule):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from processes.models import FINISHED_STATUSES, Process, ProcessStatus, Task
@@ -66,16 +66,6 @@ def history_purge_queryset(*, older_than: timedelta, keep_failed: timedelta | No
     # One probe of process_job_newest_idx per run: is there a newer run of the same job?
     newer = Process.objects.filter(job_id=OuterRef("job_id"), pk__gt=OuterRef("pk"))
     return runs.filter(Exists(newer))
-
-
-def _last_candidate_id(*, cutoff: datetime) -> int | None:
-    """The id of the newest run created before the cutoff (process_created_newest_idx).
-
-    Ids grow with creation time, so the batches stop there instead of walking the rest of the
-    history. A run committed out of order around the cutoff is left for the next purge.
-    """
-    return (Process.objects.filter(created_at__lt=cutoff).order_by("-created_at", "-id")
-            .values_list("pk", flat=True).first())
 
 
 def process_batch_delete(*, process_ids: Sequence[int]) -> tuple[int, int, list[PurgedRun]]:
@@ -130,18 +120,20 @@ def history_purge(*, older_than: timedelta, keep_failed: timedelta | None = None
         report.tasks = Task.objects.filter(process__in=runs.values("pk")).count()
         report.seconds = time.perf_counter() - started
         return report
-    last_id = _last_candidate_id(cutoff=now - older_than)
-    if last_id is None:
-        report.seconds = time.perf_counter() - started
-        return report
-    total = runs.filter(pk__lte=last_id).count() if count_first else None
-    after = 0
+    total = runs.count() if count_first else None
+    position = None
     while True:
-        ids = list(runs.filter(pk__gt=after, pk__lte=last_id).order_by("pk").values_list("pk", flat=True)[:batch_size])
-        if not ids:
+        batch = runs
+        if position is not None:
+            # Keyset paging in (created_at, id) order on process_created_newest_idx: each batch
+            # starts where the last one ended, and the scan ends at the cutoff.
+            created, pk = position
+            batch = batch.filter(Q(created_at__gt=created) | Q(created_at=created, pk__gt=pk), created_at__gte=created)
+        rows = list(batch.order_by("created_at", "pk").values_list("pk", "created_at")[:batch_size])
+        if not rows:
             break
-        after = ids[-1]
-        processes, tasks, deleted = process_batch_delete(process_ids=ids)
+        position = rows[-1][1], rows[-1][0]
+        processes, tasks, deleted = process_batch_delete(process_ids=[pk for pk, _ in rows])
         report.processes += processes
         report.tasks += tasks
         report.batches += 1

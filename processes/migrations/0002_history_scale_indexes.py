@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
         ),
         AddIndexOnline(
             model_name='task',
-            index=models.Index(condition=models.Q(('status', 'succeeded'), _negated=True), fields=['status', '-id'],
+            index=models.Index(condition=models.Q(('status__in', ['running', 'failed'])), fields=['status', '-id'],
                                name='task_unsuccessful_newest_idx'),
         ),
         RemoveIndexOnline(

@@ -140,7 +140,7 @@ def build(processes: int) -> None:
             INSERT INTO processes_process (job_id, status, held, trigger, triggered_by_id, schedule_id,
                 scheduled_for, parameters, snapshot, executor, external_id, executor_state,
                 executor_status_reason, executor_details, attempt, created_at, submitted_at, started_at,
-                finished_at, heartbeat_at, exit_code, failure_reason)
+                finished_at, finalized_at, heartbeat_at, exit_code, failure_reason)
             SELECT b.job_id,
                 CASE WHEN b.g > %(n)s - 20 THEN 'running'
                      WHEN b.g > %(n)s - 30 THEN 'queued'
@@ -160,6 +160,7 @@ def build(processes: int) -> None:
                      ELSE regexp_replace(md5(b.g::text), '(.{8})(.{4})(.{4})(.{4})(.{12})', '\\1-\\2-\\3-\\4-\\5') END,
                 '', '', '{}', 1, b.created, b.created + interval '1 second', b.created + interval '5 seconds',
                 CASE WHEN b.g > %(n)s - 30 THEN NULL ELSE b.created + interval '95 seconds' END,
+                CASE WHEN b.g > %(n)s - 30 THEN NULL ELSE b.created + interval '96 seconds' END,
                 b.created + interval '90 seconds',
                 CASE WHEN b.g > %(n)s - 30 THEN NULL WHEN b.r_status < 0.05 THEN 1 ELSE 0 END,
                 CASE WHEN b.g > %(n)s - 30 THEN ''

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
@@ -56,8 +55,9 @@ def job_delete(*, job: Job, remove_logs: LogRemover | None = None) -> bool:
             job.enabled = False
             job_id = job.pk
             transaction.on_commit(lambda: job_changed(job_id=job_id))
-            # By name: this layer does not import the task modules.
-            transaction.on_commit(lambda: current_app.send_task("jobs.tasks.delete_job_history", args=[job_id]))
+            from jobs.tasks import delete_job_history
+
+            transaction.on_commit(lambda: delete_job_history.delay(job_id))
             return False
         runs = [PurgedRun(id=pk, executor=executor, executor_details=details or {})
                 for pk, executor, details in job.processes.values_list("pk", "executor", "executor_details")]

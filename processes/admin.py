@@ -238,6 +238,7 @@ class TaskAdmin(admin.ModelAdmin):
     search_help_text = "A process id (its steps), or part of a step name among recent tasks."
     # Newest first; a status filter reads the partial index task_unsuccessful_newest_idx.
     ordering = ["-id"]
+    list_per_page = 50
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator

@@ -57,10 +57,12 @@ class PurgeReport:
 
 def history_purge_queryset(*, older_than: timedelta, keep_failed: timedelta | None = None,
                            now: datetime | None = None) -> QuerySet:
-    """Runs `history_purge` would delete: finished, created before now - older_than (failed ones
-    before now - keep_failed when given), and not the latest run of their job."""
+    """Runs `history_purge` would delete: finished and finalized, created before now - older_than
+    (failed ones before now - keep_failed when given), and not the latest run of their job."""
     now = now or timezone.now()
-    runs = Process.objects.filter(created_at__lt=now - older_than, status__in=FINISHED_STATUSES)
+    # Finished and finalized: the control plane has sent its failure e-mail and released queued runs.
+    runs = Process.objects.filter(created_at__lt=now - older_than, status__in=FINISHED_STATUSES,
+                                  finalized_at__isnull=False)
     if keep_failed is not None and keep_failed > older_than:
         runs = runs.exclude(status=ProcessStatus.FAILED, created_at__gte=now - keep_failed)
     # One probe of process_job_newest_idx per run: is there a newer run of the same job?

@@ -12,7 +12,7 @@ from functools import partial
 from django.conf import settings
 
 from processes.retention import LogRemover, PurgedRun
-from runner.executors.local import local_log_path
+from runner.executors.local.executor import local_log_path
 
 
 def process_logs_delete(runs: Sequence[PurgedRun], *, cloudwatch: bool = False) -> int:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def send_task():
-    with mock.patch("jobs.services.current_app.send_task") as send:
+    with mock.patch("jobs.tasks.delete_job_history.delay") as send:
         yield send
 
 
@@ -72,14 +72,14 @@ def test_job_with_a_long_history_is_disabled_then_deleted_in_batches(busy, send_
     busy.refresh_from_db()
     assert busy.enabled is False
     assert Process.objects.filter(job=busy).count() == 9
-    send_task.assert_called_once_with("jobs.tasks.delete_job_history", args=[busy.pk])
+    send_task.assert_called_once_with(busy.pk)
 
     removed = []
     assert job_history_delete(job_id=busy.pk, batch_size=2, remove_logs=lambda runs: removed.extend(runs) or 0)
 
     assert not Job.objects.filter(pk=busy.pk).exists()
     assert not Process.objects.exists() and not Task.objects.exists()
-    assert sorted(run.id for run in removed) == sorted(set(run.id for run in removed))
+    assert sorted(run.id for run in removed) == sorted({run.id for run in removed})
     assert len(removed) == 9
 
 

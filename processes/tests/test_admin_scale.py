@@ -73,11 +73,10 @@ def test_no_admin_list_counts_or_groups_the_whole_history(admin_client, history,
 def test_admin_list_queries_stay_flat_with_the_page_size(admin_client, history, name, params, monkeypatch):
     from django.contrib import admin
 
-    from jobs.models import Job, Schedule as ScheduleModel
+    from jobs.models import Job
     from processes.models import Process, Task
 
-    model = {"processes_process": Process, "processes_task": Task, "jobs_schedule": ScheduleModel,
-             "jobs_job": Job}[name.split(":")[1].rsplit("_", 1)[0]]
+    model = {"processes_process": Process, "processes_task": Task, "jobs_schedule": Schedule, "jobs_job": Job}[name.split(":")[1].rsplit("_", 1)[0]]
     model_admin = admin.site._registry[model]
     monkeypatch.setattr(model_admin, "list_per_page", 2)
     few = len(list_sql(admin_client, name, params))

@@ -40,10 +40,12 @@ def history(make_job, run_dirs):
     old_failed = make_history(job, 2, age=OLD, status=ProcessStatus.FAILED, failure_reason="boom")
     old_running = make_history(job, 1, age=OLD, status=ProcessStatus.RUNNING)
     old_queued = make_history(job, 1, age=OLD, status=ProcessStatus.QUEUED, tasks=0)
+    # Finished, but the control plane has not sent its e-mail nor released queued runs yet.
+    unfinalized = make_history(job, 1, age=OLD, status=ProcessStatus.FAILED, finalized_at=None)
     new = make_history(job, 3, age=NEW)
     # The only runs of this job are old: the newest one must stay (the job page and policy read it).
     quiet_runs = make_history(quiet, 3, age=OLD)
-    return {"old": old, "old_failed": old_failed, "active": old_running + old_queued, "new": new,
+    return {"old": old, "old_failed": old_failed, "active": old_running + old_queued + unfinalized, "new": new,
             "quiet_old": quiet_runs[:-1], "quiet_latest": quiet_runs[-1:]}
 
 
@@ -68,7 +70,7 @@ def test_active_runs_and_the_latest_run_of_each_job_survive(history):
     kept = set(Process.objects.values_list("pk", flat=True))
     assert ids(history["active"]) <= kept
     assert ids(history["quiet_latest"]) <= kept
-    assert Task.objects.filter(process__in=history["active"]).count() == 2  # the running one's steps
+    assert Task.objects.filter(process__in=history["active"]).count() == 4  # the running and unfinalized ones' steps
     assert not kept & ids(history["old"] + history["quiet_old"])
 
 

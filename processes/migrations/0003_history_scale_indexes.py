@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('jobs', '0002_schedule_driver_window_next_fire'),
-        ('processes', '0001_initial'),
+        ('processes', '0002_process_finalized_at'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -156,7 +156,7 @@ def _default_schedule_timezone() -> str:
 
 # Runs counted per schedule on a list: a schedule firing every minute starts half a million runs a
 # year, and counting each one of them on every page view would group the whole history.
-RUN_COUNT_CAP = 1000
+RUN_COUNT_CAP = 500
 
 
 class ScheduleQuerySet(models.QuerySet):

@@ -360,7 +360,7 @@ JTB_FINALIZE_SECONDS = env_int("JTB_FINALIZE_SECONDS", 10, minimum=1)
 # Free-text search (failure reasons, step names) reads at most this many newest rows: no index
 # serves "contains", so the search is bounded to recent history. Ids, executor ids, job names and
 # usernames are searched through indexes over the whole history.
-JTB_SEARCH_TEXT_WINDOW = env_int("JTB_SEARCH_TEXT_WINDOW", 100_000, minimum=1)
+JTB_SEARCH_TEXT_WINDOW = env_int("JTB_SEARCH_TEXT_WINDOW", 50_000, minimum=1)
 # Retention: finished runs older than this many days are purged every day (tasks, the run and its
 # log); 0 keeps history forever. Failed runs may be kept longer (0: same as the others). Active
 # runs and the latest run of each job are never purged. `manage.py purge_history` does the same.

@@ -1,14 +1,15 @@
 """Search of the run history that stays index-backed at millions of runs and tasks.
 
 What one search box term finds in processes (each branch reads an index, never the whole table):
-- `123` or `#123`: the process with that id (primary key).
+- `123` or `#123`: the process with that id (primary key), or the run whose executor id is that.
 - any term: the process whose executor id is exactly the term, e.g. `pid:4242` or an AWS Batch
   job id (process_external_id_idx).
-- text: runs of every job whose name contains it — the small jobs table is searched first and its
+- other text: runs of every job whose name contains it — the small jobs table is searched first and its
   ids (at most SEARCH_MAX_JOBS) become `job_id IN (...)` on process_job_newest_idx; runs started by
   every user whose username contains it, the same way (process_user_newest_idx); and failed or
   cancelled runs whose failure reason contains it, among the newest `JTB_SEARCH_TEXT_WINDOW` runs
   only (an id range on process_status_id_idx), since a reason is free text no index can serve.
+  Not for a term shaped like an id (a number, `pid:N`, a UUID): reading reasons would only add cost.
 - `job:<text>`, `user:<text>`, `reason:<text>`: only that part.
 
 Tasks: `123` finds the steps of process 123 (task_one_row_per_step); text finds steps whose name
@@ -16,6 +17,8 @@ contains it among the newest `JTB_SEARCH_TEXT_WINDOW` tasks.
 """
 
 from __future__ import annotations
+
+import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -31,6 +34,8 @@ SEARCH_MAX_USERS = 50
 MAX_ID = 2**63 - 1
 NOTHING = Q(pk__in=[])
 PREFIXES = ("job", "user", "reason")
+# Executor ids: the local runner's `pid:N`, an AWS Batch job id (a UUID).
+EXECUTOR_ID = re.compile(r"pid:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def _as_id(term: str) -> int | None:
@@ -38,6 +43,10 @@ def _as_id(term: str) -> int | None:
     if digits.isascii() and digits.isdigit() and int(digits) <= MAX_ID:
         return int(digits)
     return None
+
+
+def _looks_like_an_id(term: str) -> bool:
+    return _as_id(term) is not None or bool(EXECUTOR_ID.fullmatch(term))
 
 
 def _newest_id_floor(model, window: int) -> int:
@@ -70,7 +79,7 @@ def process_search_filter(*, term: str) -> Q:
                         .order_by().values_list("pk", flat=True)[:SEARCH_MAX_USERS])
         if user_ids:
             condition |= Q(triggered_by_id__in=user_ids)
-    if only in (None, "reason"):
+    if only == "reason" or (only is None and not _looks_like_an_id(term)):
         condition |= Q(
             status__in=[ProcessStatus.FAILED, ProcessStatus.CANCELLED],
             pk__gt=_newest_id_floor(Process, settings.JTB_SEARCH_TEXT_WINDOW),

@@ -98,3 +98,10 @@ def test_admin_search_box_finds_runs_by_job_name(admin_client, history):
     response = admin_client.get(reverse("admin:processes_process_changelist"), {"q": "billing"})
     shown = {run.pk for run in response.context["cl"].result_list}
     assert shown == {history["billing"].pk, history["by_ada"].pk, history["failed"].pk}
+
+
+def test_an_id_shaped_term_does_not_read_failure_reasons(history):
+    make_history(history["sales"].job, 1, status=ProcessStatus.FAILED, failure_reason="exit code 137 after pid:99")
+    assert found("137") == set()
+    assert found("pid:99") == set()
+    assert len(found("reason:137")) == 1

@@ -15,7 +15,7 @@ from django.db import NotSupportedError
 from conftest import require_service
 from jobtarget_batch.online_migrations import _online
 
-MIGRATION = ("processes", "0004_history_scale_indexes")
+MIGRATION = ("processes", "0005_history_scale_indexes")
 ADDED = ["process_job_newest_idx", "process_trigger_newest_idx", "process_user_newest_idx", "process_external_id_idx",
          "process_created_newest_idx", "task_unsuccessful_newest_idx"]
 # The automatic one-column foreign key indexes that other indexes made redundant.
@@ -63,7 +63,7 @@ def test_sql_server_renders_plain_index_statements_with_the_names_it_created():
                             env={**os.environ, "DATABASE_URL": "mssql://sa:pw@127.0.0.1:1433/jobs"},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    initial, _, ours = result.stdout.partition("-- processes.0004_history_scale_indexes")
+    initial, _, ours = result.stdout.partition("-- processes.0005_history_scale_indexes")
     assert ours and "CONCURRENTLY" not in ours
     for name in ADDED:
         assert f"CREATE INDEX [{name}] ON" in ours

@@ -16,12 +16,16 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from jobs import services
-from jobs.models import Job, Schedule
+from jobs.models import RUN_COUNT_CAP, Job, Schedule
 from jobtarget_batch.admin_tools import LinesField, format_duration
+from jobtarget_batch.queries import capped_label
 from processes.models import Trigger
 from processes.services import ProcessRefused, process_start
+from runner.log_retention import log_remover
 
 RECENT_RUNS = 10
+# The delete confirmation counts a job's runs and tasks up to this many.
+HISTORY_COUNT_CAP = 100_000
 
 
 class JobAdminForm(forms.ModelForm):
@@ -77,6 +81,8 @@ class ScheduleAdmin(ScheduleDisplay, admin.ModelAdmin):
                     "runs_started_count"]
     list_filter = ["enabled", "driver"]
     list_select_related = ["job"]
+    # Each row counts its runs (up to RUN_COUNT_CAP on an index): 50 rows keep the page quick.
+    list_per_page = 50
     search_fields = ["job__name", "cron", "description"]
     autocomplete_fields = ["job"]
     readonly_fields = ["in_words", "next_fires", "next_fire_at", "last_fired_at", "runs", "remote_synced_at",
@@ -104,8 +110,8 @@ class ScheduleAdmin(ScheduleDisplay, admin.ModelAdmin):
 
 
     @admin.display(description="runs started", ordering="runs_started_count")
-    def runs_started_count(self, schedule: Schedule) -> int:
-        return schedule.runs_started_count
+    def runs_started_count(self, schedule: Schedule) -> str:
+        return capped_label(schedule.runs_started_count, RUN_COUNT_CAP)
 
     @admin.display(description="runs it started")
     def runs(self, schedule: Schedule):
@@ -165,27 +171,51 @@ class JobAdmin(admin.ModelAdmin):
             services.schedule_save(schedule=schedule)
         formset.save_m2m()
 
+    def get_deleted_objects(self, objs, request):
+        """The confirmation page lists counts, not every run and task of the job's history."""
+        jobs = list(objs)
+        counts = services.job_history_counts(job_ids=[job.pk for job in jobs], cap=HISTORY_COUNT_CAP)
+        summary = {
+            "jobs": f"{len(jobs):,}",
+            "schedules": f"{counts['schedules']:,}",
+            "processes": capped_label(counts["processes"], HISTORY_COUNT_CAP),
+            "tasks": capped_label(counts["tasks"], HISTORY_COUNT_CAP),
+        }
+        listed = [f"Job: {job.name}" for job in jobs]
+        listed.append(f"Its runs (processes): {summary['processes']}, their tasks: {summary['tasks']}, "
+                      f"schedules: {summary['schedules']}. A long history is deleted in the background.")
+        return listed, summary, set(), []
+
     def delete_view(self, request, object_id, extra_context=None):
         if request.method == "POST":
             job = self.get_object(request, object_id)
             if job is not None and self.has_delete_permission(request, job):
                 try:
-                    services.job_delete(job=job)
+                    deleted = services.job_delete(job=job, remove_logs=log_remover())
                 except ProcessRefused as exc:
                     self.message_user(request, exc.message, messages.ERROR)
                     return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
-                self.message_user(request, f"The job {job.name!r} was deleted.", messages.SUCCESS)
+                if deleted:
+                    self.message_user(request, f"The job {job.name!r} was deleted.", messages.SUCCESS)
+                else:
+                    self.message_user(request, f"The job {job.name!r} is disabled; its runs are being deleted in "
+                                      "the background, then the job.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:jobs_job_changelist"))
         return super().delete_view(request, object_id, extra_context)
 
     def delete_queryset(self, request, queryset):
-        deleted, refused = 0, []
+        deleted, later, refused = 0, 0, []
         for job in queryset:
             try:
-                services.job_delete(job=job)
-                deleted += 1
+                if services.job_delete(job=job, remove_logs=log_remover()):
+                    deleted += 1
+                else:
+                    later += 1
             except ProcessRefused as exc:
                 refused.append(exc.message)
+        if later:
+            self.message_user(request, f"{later} job(s) with a long history are disabled and being deleted in the "
+                              "background.", messages.SUCCESS)
         for reason in refused:
             self.message_user(request, reason, messages.ERROR)
 

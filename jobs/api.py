@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -19,6 +19,7 @@ from jobtarget_batch.api.schema import error_response
 from processes.models import Trigger
 from processes.serializers import ProcessSerializer
 from processes.services import process_start
+from runner.log_retention import log_remover
 
 
 class RunParametersSerializer(StrictFieldsMixin, serializers.Serializer):
@@ -35,8 +36,13 @@ def _apply(instance, data: dict):
 
 
 @extend_schema_view(
-    destroy=extend_schema(responses={204: None, 409: error_response(409)},
-                          description="Deletes the job and its history; refused (409) while a run is active."),
+    destroy=extend_schema(
+        responses={204: None, 202: OpenApiResponse(description="The job had a long history: it is disabled now, "
+                                                   "and its runs then the job are deleted in the background."),
+                   409: error_response(409)},
+        description="Deletes the job and its history; refused (409) while a run is active. A job with more than "
+        f"{services.JOB_DELETE_INLINE_RUNS} runs answers 202: it is disabled at once and deleted in the background (it stays readable until then).",
+    ),
 )
 class JobViewSet(viewsets.ModelViewSet):
     queryset = Job.objects.order_by("name")
@@ -55,8 +61,10 @@ class JobViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer):
         serializer.instance = services.job_save(job=_apply(serializer.instance, serializer.validated_data))
 
-    def perform_destroy(self, instance):
-        services.job_delete(job=instance)
+    def destroy(self, request, *args, **kwargs):
+        if services.job_delete(job=self.get_object(), remove_logs=log_remover()):
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         request=RunParametersSerializer,

@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 
 from jobs import validation
+from jobtarget_batch.queries import CappedCount
 
 
 class ConcurrencyPolicy(models.TextChoices):
@@ -153,10 +154,20 @@ def _default_schedule_timezone() -> str:
     return settings.JTB_SCHEDULE_DEFAULT_TIMEZONE
 
 
+# Runs counted per schedule on a list: a schedule firing every minute starts half a million runs a
+# year, and counting each one of them on every page view would group the whole history.
+RUN_COUNT_CAP = 500
+
+
 class ScheduleQuerySet(models.QuerySet):
     def with_run_counts(self) -> ScheduleQuerySet:
-        """Annotate `runs_started_count` (admin and API lists: one query for the whole page)."""
-        return self.annotate(runs_started_count=models.Count("processes"))
+        """Annotate `runs_started_count`, capped at RUN_COUNT_CAP + 1 (admin and API lists: one query for
+        the page). Each row reads at most that many entries of the partial unique index on
+        (schedule_id, scheduled_for); no full-table group."""
+        runs = self.model._meta.get_field("processes").related_model.objects.filter(
+            schedule_id=models.OuterRef("pk"), scheduled_for__isnull=False
+        )
+        return self.annotate(runs_started_count=CappedCount(runs, cap=RUN_COUNT_CAP))
 
 
 class Schedule(models.Model):
@@ -238,7 +249,9 @@ class Schedule(models.Model):
 
     @property
     def runs_started(self):
-        return self.processes.order_by("-scheduled_for", "-id")
+        # `scheduled_for IS NOT NULL` lets PostgreSQL read the partial unique index on
+        # (schedule_id, scheduled_for) backwards; a tick is unique per schedule, so no tie-break.
+        return self.processes.filter(scheduled_for__isnull=False).order_by("-scheduled_for")
 
     def clean(self) -> None:
         from jobs import cron

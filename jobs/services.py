@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from jobs.models import Job, Schedule, ScheduleDriver
 from jobs.scheduling.times import next_fire_at
-from processes.models import ACTIVE_STATUSES
+from processes.models import ACTIVE_STATUSES, FINISHED_STATUSES, Process, Task
+from processes.retention import LogRemover, PurgedRun, process_batch_delete
 from processes.services import ProcessRefused
 
 
@@ -28,8 +29,19 @@ def job_changed(*, job_id: int) -> None:
     ).values_list("pk", flat=True))
 
 
-def job_delete(*, job: Job) -> None:
-    """Delete a job and its history; refused while any of its runs is active."""
+# A job with at most this many runs is deleted at once, in the request; one with more is disabled
+# and its history deleted in batches by a Celery task (jobs.tasks.delete_job_history), then the job.
+JOB_DELETE_INLINE_RUNS = 500
+
+
+def job_delete(*, job: Job, remove_logs: LogRemover | None = None) -> bool:
+    """Delete a job and its history; refused while any of its runs is active.
+
+    True when the job is gone. False when it has more than JOB_DELETE_INLINE_RUNS runs: it is
+    disabled now (no new runs, its schedules stop) and a task deletes its runs in small batches,
+    then the job, so no request or transaction ever holds a whole history. `remove_logs` deletes
+    the logs of the deleted runs (runner.log_retention), after commit.
+    """
     with transaction.atomic():
         Job.objects.select_for_update().filter(pk=job.pk).first()
         active = job.processes.filter(status__in=ACTIVE_STATUSES).count()
@@ -38,7 +50,58 @@ def job_delete(*, job: Job) -> None:
                 f"Job {job.name!r} has {active} active run(s); cancel them or wait before deleting it.",
                 code="job_active",
             )
+        if job.processes.order_by()[JOB_DELETE_INLINE_RUNS:JOB_DELETE_INLINE_RUNS + 1].exists():
+            Job.objects.filter(pk=job.pk).update(enabled=False)
+            job.enabled = False
+            job_id = job.pk
+            transaction.on_commit(lambda: job_changed(job_id=job_id))
+            from jobs.tasks import delete_job_history
+
+            transaction.on_commit(lambda: delete_job_history.delay(job_id))
+            return False
+        runs = [PurgedRun(id=pk, executor=executor, executor_details=details or {})
+                for pk, executor, details in job.processes.values_list("pk", "executor", "executor_details")]
         job.delete()
+    if remove_logs is not None and runs:
+        remove_logs(runs)
+    return True
+
+
+def job_history_delete(*, job_id: int, remove_logs: LogRemover | None = None,
+                       batch_size: int = JOB_DELETE_INLINE_RUNS) -> bool:
+    """The task behind job_delete: delete the job's finished runs in batches, then the job.
+
+    Safe to run twice. False when the job stays: it is gone already, or a run became active
+    meanwhile (someone enabled and ran it again), which job_delete refuses.
+    """
+    after = 0
+    while True:
+        ids = list(Process.objects.filter(job_id=job_id, pk__gt=after, status__in=FINISHED_STATUSES)
+                   .order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        after = ids[-1]
+        _, _, deleted = process_batch_delete(process_ids=ids)
+        if remove_logs is not None and deleted:
+            remove_logs(deleted)
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return False
+    try:
+        return job_delete(job=job, remove_logs=remove_logs)
+    except ProcessRefused:
+        return False
+
+
+def job_history_counts(*, job_ids: list[int], cap: int = 100_000) -> dict[str, int]:
+    """Runs, tasks and schedules of these jobs for the delete confirmation, runs and tasks counted up
+    to cap + 1 (process_job_newest_idx, then task_one_row_per_step): never the whole history."""
+    runs = Process.objects.filter(job_id__in=job_ids)
+    return {
+        "schedules": Schedule.objects.filter(job_id__in=job_ids).count(),
+        "processes": runs.order_by()[: cap + 1].count(),
+        "tasks": Task.objects.filter(process__job_id__in=job_ids).order_by()[: cap + 1].count(),
+    }
 
 
 # Changing any of these moves the schedule's next fire time (and the remote schedule).

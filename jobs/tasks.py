@@ -30,3 +30,12 @@ def schedules_sync_all() -> dict[str, int]:
 
     report = schedules_remote_sync_all()
     return {outcome: len(ids) for outcome, ids in report.outcomes.items()}
+
+
+@shared_task(name="jobs.tasks.delete_job_history", ignore_result=True)
+def delete_job_history(job_id: int) -> bool:
+    """Sent by jobs.services.job_delete for a job with a long history: its runs in batches, then the job."""
+    from jobs.services import job_history_delete
+    from runner.log_retention import log_remover
+
+    return job_history_delete(job_id=job_id, remove_logs=log_remover())

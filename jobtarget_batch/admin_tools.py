@@ -21,7 +21,9 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         try:
-            return self.object_list[: self.CAP + 1].count()
+            # Without the list's ORDER BY: counting rows in id order would make a filter on a rare
+            # value (trigger=rerun) walk the primary key backwards instead of using its own index.
+            return self.object_list.order_by()[: self.CAP + 1].count()
         except (AttributeError, TypeError):
             return len(self.object_list)
 

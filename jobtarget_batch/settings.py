@@ -356,6 +356,28 @@ JTB_SCHEDULER_SYNC_SECONDS = env_int("JTB_SCHEDULER_SYNC_SECONDS", 0, minimum=0)
 JTB_FINALIZE_SECONDS = env_int("JTB_FINALIZE_SECONDS", 10, minimum=1)
 
 
+# --- History at scale: search and retention (docs/history.md) -------------------------------------
+# Free-text search (failure reasons, step names) reads at most this many newest rows: no index
+# serves "contains", so the search is bounded to recent history. Ids, executor ids, job names and
+# usernames are searched through indexes over the whole history.
+JTB_SEARCH_TEXT_WINDOW = env_int("JTB_SEARCH_TEXT_WINDOW", 50_000, minimum=1)
+# Retention: finished runs older than this many days are purged every day (tasks, the run and its
+# log); 0 keeps history forever. Failed runs may be kept longer (0: same as the others). Active
+# runs and the latest run of each job are never purged. `manage.py purge_history` does the same.
+JTB_PURGE_OLDER_THAN_DAYS = env_int("JTB_PURGE_OLDER_THAN_DAYS", 0, minimum=0)
+JTB_PURGE_KEEP_FAILED_DAYS = env_int("JTB_PURGE_KEEP_FAILED_DAYS", 0, minimum=0)
+if JTB_PURGE_KEEP_FAILED_DAYS and JTB_PURGE_KEEP_FAILED_DAYS < JTB_PURGE_OLDER_THAN_DAYS:
+    raise ImproperlyConfigured("JTB_PURGE_KEEP_FAILED_DAYS must be 0 or at least JTB_PURGE_OLDER_THAN_DAYS")
+# Runs deleted per transaction: small, so no lock is held for long and runners keep writing.
+JTB_PURGE_BATCH = env_int("JTB_PURGE_BATCH", 500, minimum=1)
+# Also delete the CloudWatch log streams of purged AWS Batch runs (needs logs:DeleteLogStream).
+JTB_PURGE_CLOUDWATCH_LOGS = env_bool("JTB_PURGE_CLOUDWATCH_LOGS", False)
+# The UTC hour at which beat sends the daily purge (at minute 17).
+JTB_PURGE_HOUR_UTC = env_int("JTB_PURGE_HOUR_UTC", 3, minimum=0)
+if JTB_PURGE_HOUR_UTC > 23:
+    raise ImproperlyConfigured("JTB_PURGE_HOUR_UTC must be from 0 to 23")
+
+
 def beat_schedule() -> dict[str, dict]:
     """Every periodic task, in one place. Each entry's task is safe to run twice; `expires` drops
     ticks that piled up while no worker ran them."""
@@ -381,6 +403,15 @@ def beat_schedule() -> dict[str, dict]:
         )
     if JTB_SCHEDULER_SYNC_SECONDS:
         schedule["jtb-schedules-sync"] = every("jobs.tasks.schedules_sync_all", JTB_SCHEDULER_SYNC_SECONDS)
+    if JTB_PURGE_OLDER_THAN_DAYS:
+        from celery.schedules import crontab
+
+        # Daily retention purge (processes.retention); one missed for a whole day is done by the next.
+        schedule["jtb-purge-history"] = {
+            "task": "processes.tasks.purge_history",
+            "schedule": crontab(minute=17, hour=JTB_PURGE_HOUR_UTC),
+            "options": {"expires": 23 * 3600.0},
+        }
     return schedule
 
 

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from jobs.models import Job
 from jobtarget_batch.admin_tools import CappedCountPaginator, format_duration
 from processes.models import Process, ProcessStatus, Task
+from processes.search import process_search_filter, task_search_filter
 from processes.selectors import process_log_tail
 from processes.services import ProcessRefused, process_cancel, process_rerun
 
@@ -87,7 +88,10 @@ class ProcessAdmin(admin.ModelAdmin):
     # Facet counts are a COUNT(*) per filter choice over the whole history.
     show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
-    search_fields = ["=id", "external_id"]
+    # The search itself is processes.search (get_search_results): every form reads an index.
+    search_fields = ["=id"]
+    search_help_text = ("An id (123), an executor id (pid:4242, a Batch job id), part of a job name or username, "
+                        "or words of a recent failure reason; job:, user: or reason: searches only that.")
     date_hierarchy = None
     inlines = [TaskInline]
     actions = ["rerun", "cancel"]
@@ -101,6 +105,9 @@ class ProcessAdmin(admin.ModelAdmin):
     # The log comes after the tasks (see the change form template), so it is not in a fieldset.
     readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
     change_form_template = "admin/processes/process/change_form.html"
+
+    def get_search_results(self, request, queryset, search_term):
+        return queryset.filter(process_search_filter(term=search_term)), False
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -226,11 +233,19 @@ class TaskAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     list_select_related = ["process", "process__job"]
     raw_id_fields = ["process"]
-    search_fields = ["name", "=process__id"]
+    # The search itself is processes.search (get_search_results).
+    search_fields = ["=process__id"]
+    search_help_text = "A process id (its steps), or part of a step name among recent tasks."
+    # Newest first; a status filter reads the partial index task_unsuccessful_newest_idx.
+    ordering = ["-id"]
+    list_per_page = 50
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
     readonly_fields = ["process", "name", "sequence", "status", "started_at", "finished_at", "error", "traceback"]
+
+    def get_search_results(self, request, queryset, search_term):
+        return queryset.filter(task_search_filter(term=search_term)), False
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -57,10 +57,19 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_queryset(self):
         queryset = Process.objects.select_related("job", "triggered_by")
         if self.action == "list":
-            return self._filter(queryset)
+            # The list shows neither; a run's snapshot and executor details can be kilobytes each.
+            return self._filter(queryset.defer("snapshot", "executor_details"))
         if self.action == "retrieve":
             return queryset.prefetch_related("tasks")
         return queryset
+
+    def get_cursor_ordering(self) -> tuple[str, ...]:
+        """Filtered by creation time, the list is read in (created_at, id) order, newest first, on
+        process_created_newest_idx; otherwise by id. Either way newest first."""
+        params = self.request.query_params
+        if "created_after" in params or "created_before" in params:
+            return ("-created_at", "-id")
+        return ("-id",)
 
     def _filter(self, queryset):
         # A plain dict, so an empty value is invalid rather than "not given".

@@ -30,7 +30,10 @@ class Trigger(models.TextChoices):
 
 
 class Process(models.Model):
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="processes", verbose_name="job")
+    # No index of its own: process_job_newest_idx and process_job_status_idx lead with job_id.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="processes", verbose_name="job", db_index=False
+    )
     status = models.CharField(
         "status", max_length=10, choices=ProcessStatus.choices, default=ProcessStatus.QUEUED
     )
@@ -41,9 +44,10 @@ class Process(models.Model):
         help_text="Queued behind another run of the same job; starts when that run ends.",
     )
     trigger = models.CharField("trigger", max_length=10, choices=Trigger.choices)
+    # No index of its own: process_user_newest_idx leads with triggered_by_id.
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+", verbose_name="triggered by",
+        related_name="+", verbose_name="triggered by", db_index=False,
     )
     schedule = models.ForeignKey(
         Schedule, null=True, blank=True, on_delete=models.SET_NULL, related_name="processes",
@@ -100,12 +104,23 @@ class Process(models.Model):
             ),
         ]
         indexes = [
-            # Concurrency policy and "recent runs of a job": WHERE job_id = ? AND status IN (...).
+            # Concurrency policy: WHERE job_id = ? AND status IN (...).
             models.Index(fields=["job", "status"], name="process_job_status_idx"),
-            # Admin and API lists filtered by status, newest first.
+            # Runs of one job, newest first: admin and API `job=` filters and their capped counts,
+            # process search by job name (job_id IN ...), the job page's recent runs, and the
+            # retention purge's "is there a newer run of this job" probe.
+            models.Index(fields=["job", "-id"], name="process_job_newest_idx"),
+            # Admin and API lists filtered by status, newest first; process search by failure
+            # reason (only failed and cancelled runs of a recent id window are read).
             models.Index(fields=["status", "-id"], name="process_status_id_idx"),
-            # Filters by creation date (admin date hierarchy, API created_after/before).
-            models.Index(fields=["created_at"], name="process_created_idx"),
+            # Admin and API lists filtered by trigger (rerun, manual...), newest first.
+            models.Index(fields=["trigger", "-id"], name="process_trigger_newest_idx"),
+            # Process search by who started the run (triggered_by_id IN ...), newest first.
+            models.Index(fields=["triggered_by", "-id"], name="process_user_newest_idx"),
+            # Process search by executor id: exact `pid:1234` or an AWS Batch job id.
+            models.Index(fields=["external_id"], name="process_external_id_idx"),
+            # API created_after/created_before, read in (created_at, id) order; admin date filter.
+            models.Index(fields=["-created_at", "-id"], name="process_created_newest_idx"),
             # The reaper: WHERE status = 'running' AND heartbeat_at < ?.
             models.Index(fields=["status", "heartbeat_at"], name="process_status_heartbeat_idx"),
             # Reading back the ids of a bulk insert by key (backends that cannot return them).
@@ -137,8 +152,15 @@ class TaskStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# Every task status but succeeded (the rare ones), in a stable order for the partial index.
+UNSUCCESSFUL_TASK_STATUSES = [status for status in TaskStatus.values if status != TaskStatus.SUCCEEDED]
+
+
 class Task(models.Model):
-    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="tasks", verbose_name="process")
+    # No index of its own: task_one_row_per_step leads with process_id.
+    process = models.ForeignKey(
+        Process, on_delete=models.CASCADE, related_name="tasks", verbose_name="process", db_index=False
+    )
     name = models.CharField("name", max_length=200)
     sequence = models.PositiveIntegerField("step")
     status = models.CharField("status", max_length=10, choices=TaskStatus.choices, default=TaskStatus.RUNNING)
@@ -153,6 +175,16 @@ class Task(models.Model):
             models.CheckConstraint(name="task_status_valid", condition=Q(status__in=TaskStatus.values)),
             # A status write retried after a lost connection must not add the step twice.
             models.UniqueConstraint(fields=["process", "sequence"], name="task_one_row_per_step"),
+        ]
+        indexes = [
+            # Task list filtered by a rare status (running, failed), newest first. Nearly every
+            # task succeeded, so the index holds only the few others; `succeeded` reads the primary
+            # key backwards and finds its rows at once. An IN list, not NOT(...): SQL Server's
+            # filtered indexes accept no NOT.
+            models.Index(
+                fields=["status", "-id"], name="task_unsuccessful_newest_idx",
+                condition=Q(status__in=UNSUCCESSFUL_TASK_STATUSES),
+            ),
         ]
 
     def __str__(self) -> str:

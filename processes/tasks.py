@@ -38,3 +38,22 @@ def expire_idempotency_records() -> int:
 @shared_task(name="processes.tasks.reap_lost_processes")
 def reap_lost_processes() -> list[int]:
     return services.processes_reap_lost(older_than_seconds=settings.JTB_HEARTBEAT_TIMEOUT_SECONDS)
+
+
+@shared_task(name="processes.tasks.purge_history", ignore_result=True)
+def purge_history() -> dict[str, int]:
+    """Beat sends this daily when JTB_PURGE_OLDER_THAN_DAYS is set: the retention purge."""
+    from datetime import timedelta
+
+    from processes.retention import history_purge
+    from runner.log_retention import log_remover
+
+    if not settings.JTB_PURGE_OLDER_THAN_DAYS:
+        return {}
+    keep_failed = settings.JTB_PURGE_KEEP_FAILED_DAYS
+    report = history_purge(
+        older_than=timedelta(days=settings.JTB_PURGE_OLDER_THAN_DAYS),
+        keep_failed=timedelta(days=keep_failed) if keep_failed else None,
+        batch_size=settings.JTB_PURGE_BATCH, remove_logs=log_remover(),
+    )
+    return {"processes": report.processes, "tasks": report.tasks, "logs": report.logs}

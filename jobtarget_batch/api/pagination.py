@@ -5,6 +5,7 @@ A bad page or cursor is invalid input (400 in the usual error shape), not a miss
 
 from __future__ import annotations
 
+from django.utils.dateparse import parse_datetime
 from rest_framework import pagination
 from rest_framework.exceptions import NotFound, ValidationError
 
@@ -55,15 +56,24 @@ class PagePagination(pagination.PageNumberPagination):
 
 
 class ProcessCursorPagination(pagination.CursorPagination):
-    """Newest first, stable while new runs arrive, no COUNT(*) over millions of rows."""
+    """Newest first, stable while new runs arrive, no COUNT(*) over millions of rows.
 
-    ordering = "-id"
+    In id order by default; a view may ask for another order per request (`get_cursor_ordering`,
+    e.g. `(created_at, id)` newest first when the list is filtered by creation time, so the
+    filter and the order read one index instead of the primary key filtered row by row).
+    """
+
+    ordering = ("-id",)
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE
 
     def get_page_size(self, request):
         return _positive_int(request, self.page_size_query_param, self.max_page_size) or self.page_size
+
+    def get_ordering(self, request, queryset, view):
+        choose = getattr(view, "get_cursor_ordering", None)
+        return tuple(choose()) if choose else self.ordering
 
     def get_schema_operation_parameters(self, view):
         cursor, _ = super().get_schema_operation_parameters(view)
@@ -74,12 +84,19 @@ class ProcessCursorPagination(pagination.CursorPagination):
             cursor = super().decode_cursor(request)
         except NotFound as exc:
             raise ValidationError({self.cursor_query_param: [str(exc.detail)]}) from None
-        # The position is compared with the id column: a crafted non-number must not reach SQL.
-        if cursor is not None and cursor.position is not None:
-            try:
-                position = int(cursor.position)
-            except ValueError:
-                position = -1
-            if not 0 <= position < 2**63:
-                raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]})
+        # The position is compared with the ordering's first column: a crafted value of the wrong
+        # kind must not reach SQL.
+        if cursor is not None and cursor.position is not None and not self._valid_position(cursor.position):
+            raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]})
         return cursor
+
+    def _valid_position(self, position: str) -> bool:
+        if self.ordering[0].lstrip("-") == "created_at":
+            try:
+                return parse_datetime(position) is not None
+            except ValueError:
+                return False
+        try:
+            return 0 <= int(position) < 2**63
+        except ValueError:
+            return False

@@ -70,3 +70,17 @@ def _with_header(header: str, messages):
             yield header
             first = False
         yield message
+
+
+def cloudwatch_log_streams_delete(*, group: str, streams: list[str]) -> int:
+    """Delete these log streams (a purged run's attempts); one already gone counts as deleted."""
+    client = aws_client("logs")
+    deleted = 0
+    for stream in streams:
+        try:
+            client.delete_log_stream(logGroupName=group, logStreamName=stream)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+        deleted += 1
+    return deleted

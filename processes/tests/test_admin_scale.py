@@ -1,0 +1,114 @@
+"""Admin lists over a long history: queries do not grow with the page, and no count reads it all.
+
+The SQL of each list is captured: any COUNT over the history tables must be capped (it counts a
+sub-select with LIMIT), and no query may group the history (a full-table aggregate).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from jobs.models import Schedule
+from processes.models import ProcessStatus, Trigger
+from processes.tests.history import make_history
+
+pytestmark = pytest.mark.django_db
+
+HISTORY_TABLES = ("processes_process", "processes_task")
+
+LISTS = [
+    ("admin:processes_process_changelist", {}),
+    ("admin:processes_process_changelist", {"q": "nightly"}),
+    ("admin:processes_process_changelist", {"q": "pid:12"}),
+    ("admin:processes_process_changelist", {"trigger__exact": "rerun"}),
+    ("admin:processes_process_changelist", {"status__exact": "failed"}),
+    ("admin:processes_task_changelist", {}),
+    ("admin:processes_task_changelist", {"status__exact": "running"}),
+    ("admin:processes_task_changelist", {"q": "step"}),
+    ("admin:jobs_schedule_changelist", {}),
+    ("admin:jobs_job_changelist", {}),
+]
+
+
+@pytest.fixture
+def history(make_job):
+    jobs = [make_job(name=f"nightly {i}") for i in range(3)]
+    for job in jobs:
+        schedule = Schedule.objects.create(job=job, cron="* * * * *", timezone="UTC")
+        runs = make_history(job, 4, trigger=Trigger.SCHEDULE, schedule=schedule)
+        for minute, run in enumerate(runs):
+            type(run).objects.filter(pk=run.pk).update(scheduled_for=run.created_at.replace(minute=minute))
+        make_history(job, 1, status=ProcessStatus.FAILED, trigger=Trigger.RERUN, failure_reason="boom")
+    return jobs
+
+
+def list_sql(client, name: str, params: dict) -> list[str]:
+    client.get(reverse(name), params)  # warm caches (content types, session)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse(name), params)
+    assert response.status_code == 200
+    return [query["sql"] for query in queries]
+
+
+def reads_history(sql: str) -> bool:
+    return any(f'"{table}"' in sql or f"`{table}`" in sql or f" {table} " in sql for table in HISTORY_TABLES)
+
+
+@pytest.mark.parametrize(("name", "params"), LISTS)
+def test_no_admin_list_counts_or_groups_the_whole_history(admin_client, history, name, params):
+    for sql in filter(reads_history, list_sql(admin_client, name, params)):
+        upper = sql.upper()
+        assert "GROUP BY" not in upper, sql
+        for count in re.finditer(r"COUNT\(", upper):
+            # Every COUNT over the history counts a capped sub-select: "(SELECT ... LIMIT n)".
+            assert "LIMIT" in upper[count.start():], sql
+
+
+@pytest.mark.parametrize(("name", "params"), LISTS)
+def test_admin_list_queries_stay_flat_with_the_page_size(admin_client, history, name, params, monkeypatch):
+    from django.contrib import admin
+
+    from jobs.models import Job
+    from processes.models import Process, Task
+
+    model = {"processes_process": Process, "processes_task": Task, "jobs_schedule": Schedule, "jobs_job": Job}[name.split(":")[1].rsplit("_", 1)[0]]
+    model_admin = admin.site._registry[model]
+    monkeypatch.setattr(model_admin, "list_per_page", 2)
+    few = len(list_sql(admin_client, name, params))
+    monkeypatch.setattr(model_admin, "list_per_page", 100)
+    many = len(list_sql(admin_client, name, params))
+    assert few == many
+
+
+def test_schedule_list_caps_its_run_counts(admin_client, history, monkeypatch):
+    import jobs.admin
+    import jobs.models
+
+    monkeypatch.setattr(jobs.models, "RUN_COUNT_CAP", 3)
+    monkeypatch.setattr(jobs.admin, "RUN_COUNT_CAP", 3)
+    body = admin_client.get(reverse("admin:jobs_schedule_changelist")).content.decode()
+    assert body.count("more than 3") == 3
+
+    monkeypatch.setattr(jobs.models, "RUN_COUNT_CAP", 10)
+    monkeypatch.setattr(jobs.admin, "RUN_COUNT_CAP", 10)
+    response = admin_client.get(reverse("admin:jobs_schedule_changelist"))
+    assert [s.runs_started_count for s in response.context["cl"].result_list] == [4, 4, 4]
+
+
+def test_schedule_page_lists_its_runs_newest_tick_first(admin_client, history):
+    schedule = Schedule.objects.first()
+    runs = list(schedule.runs_started)
+    assert [run.scheduled_for for run in runs] == sorted((run.scheduled_for for run in runs), reverse=True)
+    body = admin_client.get(reverse("admin:jobs_schedule_change", args=[schedule.pk])).content.decode()
+    assert all(f"#{run.pk}" in body for run in runs)
+
+
+def test_task_list_shows_the_newest_tasks_first(admin_client, history):
+    response = admin_client.get(reverse("admin:processes_task_changelist"))
+    shown = [task.pk for task in response.context["cl"].result_list]
+    assert shown == sorted(shown, reverse=True)

@@ -102,7 +102,7 @@ def _call_helpers(*, now: datetime, batch_size: int) -> None:
     due = Schedule.objects.filter(next_fire_at__lte=now, enabled=True, driver=ScheduleDriver.BEAT)[:limit].count()
     for _ in range(min(settings.JTB_SCHEDULE_TICK_HELPERS, -(-due // batch_size) - 1)):
         # Sent by name: this driver does not import the Celery tasks (entry points) that call it.
-        current_app.send_task(TICK_TASK, kwargs={"helper": True}, expires=60)
+        current_app.tasks[TICK_TASK].apply_async(kwargs={"helper": True}, expires=60)
 
 
 def _more_due(now: datetime) -> bool:

@@ -259,12 +259,7 @@ def test_a_busy_tick_asks_another_worker_to_tick_with_it(make_schedule, at_t0, e
 
     settings.JTB_SCHEDULE_TICK_HELPERS = 1
     helpers = []
-
-    def send_task(name, **kwargs):
-        assert name == TICK_TASK
-        helpers.append(kwargs["kwargs"])
-
-    monkeypatch.setattr(current_app, "send_task", send_task)
+    monkeypatch.setattr(current_app.tasks[TICK_TASK], "apply_async", lambda **kwargs: helpers.append(kwargs["kwargs"]))
     for _ in range(3):
         make_schedule("* * * * *")
     schedules_tick(now=T0 + timedelta(seconds=1), batch_size=2, fan_out=True)

@@ -38,7 +38,9 @@ def read_log_file(path: Path, offset: int, limit: int) -> LogChunk:
 
 
 def run_message_send(process_id: int) -> None:
-    current_app.send_task(RUN_TASK, args=[process_id], queue=settings.JTB_LOCAL_QUEUE)
+    # The task as the app registered it (Django's autodiscovery), so the app's own settings such as
+    # task_always_eager apply; by name, so this driver does not import the entry points.
+    current_app.tasks[RUN_TASK].apply_async(args=[process_id], queue=settings.JTB_LOCAL_QUEUE)
 
 
 class LocalExecutor(Executor):

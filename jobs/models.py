@@ -11,7 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from jobs import validation
+from jobs import aws_limits, validation
 
 
 class ConcurrencyPolicy(models.TextChoices):
@@ -140,8 +140,28 @@ class Job(models.Model):
                 errors[field] = exc.messages
         if self.name is not None:
             self.name = self.name.strip()
+        for field, message in self.aws_resource_errors().items():
+            errors.setdefault(field, []).append(message)
         if errors:
             raise ValidationError(errors)
+
+    def aws_resource_errors(self) -> dict[str, str]:
+        """{field: message} for vCPUs, memory and GPUs AWS Batch would refuse (or round) on this
+        job's queue. Fargate rules apply to a Fargate queue (JTB_BATCH_FARGATE_QUEUES, by name or
+        ARN); whole EC2 vCPUs only where runs go to AWS (the aws_batch executor or an EventBridge
+        schedule), since the local executor takes fractions as they are."""
+        queue = self.queue or settings.JTB_BATCH_JOB_QUEUE
+        if aws_limits.queue_is_fargate(queue, settings.JTB_BATCH_FARGATE_QUEUES):
+            platform = aws_limits.FARGATE_PLATFORM
+        elif settings.JTB_EXECUTOR == "aws_batch" or (
+            self.pk and self.schedules.filter(driver=ScheduleDriver.EVENTBRIDGE).exists()
+        ):
+            platform = aws_limits.EC2_PLATFORM
+        else:
+            return {}
+        return aws_limits.batch_resource_errors(
+            vcpus=self.vcpus, memory_mib=self.memory_mib, gpus=self.gpus, platform=platform,
+        )
 
 
 class ScheduleDriver(models.TextChoices):

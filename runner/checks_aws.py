@@ -2,7 +2,7 @@
 schedule sync or submission (ids jobtarget_batch.E140-E149 belong to this module)."""
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 from jobs import aws_limits
 
@@ -23,6 +23,10 @@ def check_aws_limits(app_configs, **kwargs):
         Error(f"{name} {message}", hint="Change the environment variable and restart.", id=BOUNDED_SETTINGS[name])
         for name, message in aws_limits.aws_setting_errors(values).items()
     ]
+    rate_warning = aws_limits.submits_per_second_warning(getattr(settings, "JTB_BATCH_SUBMITS_PER_SECOND", 1))
+    if rate_warning:
+        problems.append(Warning(rate_warning, hint="Divide 50 among the worker processes that dispatch.",
+                                id="jobtarget_batch.W140"))
     zone = getattr(settings, "JTB_SCHEDULE_DEFAULT_TIMEZONE", "UTC")
     if not aws_limits.is_iana_zone(zone):
         problems.append(Error(

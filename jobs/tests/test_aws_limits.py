@@ -71,7 +71,7 @@ def test_tags_in_any_language_with_aws_punctuation_pass():
 @pytest.mark.parametrize(("values", "bad"), [
     ({"JTB_SCHEDULER_MAX_EVENT_AGE_SECONDS": 86401}, "JTB_SCHEDULER_MAX_EVENT_AGE_SECONDS"),
     ({"JTB_SCHEDULER_MAX_EVENT_AGE_SECONDS": 59}, "JTB_SCHEDULER_MAX_EVENT_AGE_SECONDS"),
-    ({"JTB_BATCH_SUBMITS_PER_SECOND": Decimal("51")}, "JTB_BATCH_SUBMITS_PER_SECOND"),
+    ({"JTB_BATCH_SUBMITS_PER_SECOND": Decimal("0")}, "JTB_BATCH_SUBMITS_PER_SECOND"),
     ({"JTB_SCHEDULER_GROUP": "my group"}, "JTB_SCHEDULER_GROUP"),
     ({"JTB_SCHEDULER_NAME_PREFIX": "s" * 45}, "JTB_SCHEDULER_NAME_PREFIX"),
     ({"JTB_BATCH_NAME_PREFIX": "jtb prod"}, "JTB_BATCH_NAME_PREFIX"),
@@ -95,6 +95,16 @@ def test_system_check_names_a_setting_beyond_aws_limits(settings):
     [problem] = check_aws_limits(None)
 
     assert problem.id == "jobtarget_batch.E140" and "86400" in problem.msg
+
+
+def test_submit_rate_above_aws_limit_is_a_warning_not_an_error(settings):
+    from runner.checks_aws import check_aws_limits
+
+    settings.JTB_BATCH_SUBMITS_PER_SECOND = Decimal("1000")
+
+    [problem] = check_aws_limits(None)
+
+    assert problem.id == "jobtarget_batch.W140" and not problem.is_serious()
 
 
 @pytest.mark.django_db

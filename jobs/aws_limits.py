@@ -124,7 +124,7 @@ def batch_resource_errors(*, vcpus, memory_mib, gpus, platform: str) -> dict[str
 def _ranges(values: tuple[int, ...]) -> str:
     if len(values) > 3:
         step = values[1] - values[0]
-        if all(b - a == step for a, b in zip(values, values[1:])):
+        if all(b - a == step for a, b in zip(values, values[1:], strict=False)):
             return f"{values[0]} to {values[-1]} in steps of {step}"
     return ", ".join(str(value) for value in values[:-1]) + f" or {values[-1]}"
 

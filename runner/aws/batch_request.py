@@ -10,7 +10,6 @@ resources, retry strategy, timeout and tags cannot drift apart.
 from __future__ import annotations
 
 import math
-import re
 from decimal import Decimal
 
 from django.conf import settings

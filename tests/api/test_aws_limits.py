@@ -19,7 +19,7 @@ from jobs.models import Job, Schedule
 from jobs.scheduling.eventbridge import batch_submit_input, remote_spec
 from processes.models import Trigger
 from processes.services import process_start
-from runner.batch_submission import submit_job_params
+from runner.executors.aws_batch.submission import submit_job_params
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,6 @@ import pytest
 from django.conf import settings as django_settings
 
 from runner.aws.client import aws_client
-from tests.aws.conftest import DB_SECRET  # noqa: F401  (the name other AWS tests use)
 
 TEMPLATE = Path(django_settings.BASE_DIR) / "deploy" / "aws" / "jobtarget-batch.yaml"
 STACK_NAME = "jtb-test"

@@ -21,7 +21,7 @@ from jobs.models import Job
 from jobtarget_batch.celery import app as celery_app
 from processes.models import Process, ProcessStatus, TaskStatus
 from runner.aws.client import aws_client
-from runner.batch_tracking import batch_processes_track
+from runner.executors.aws_batch.tracking import batch_processes_track
 from runner.template_upload import template_store
 from tests.aws.test_end_to_end import TEMPLATE, container_of, wait_for
 from tests.moto import FAKE_CREDENTIALS

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
+from conftest import database_url_for_subprocesses
 from runner.aws.client import aws_client
 
 TEMPLATE = Path(django_settings.BASE_DIR) / "deploy" / "aws" / "jobtarget-batch.yaml"
@@ -72,8 +73,9 @@ def deployed_stack(moto_server, network, settings):
     from runner.aws.batch import batch_job_definition_sync
 
     service_role = aws_client("iam").create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    # The existing secret holds the test database's URL: the runner in the end-to-end test reads it.
     secret = aws_client("secretsmanager").create_secret(
-        Name="jtb-test/database-url", SecretString="postgresql://jtb@db.example.internal/jtb",
+        Name="jtb-test/database-url", SecretString=database_url_for_subprocesses(),
     )["ARN"]
     stack_deploy(parameters={
         "Prefix": "jtbtest", "ImageUri": IMAGE, "SubnetIds": network["subnet"],

@@ -1,8 +1,8 @@
 """End to end on the deployed stack: the app configured only from the stack's outputs runs a job.
 
 API → Celery worker (Redis) → SubmitJob into the stack's queue with the definition batch_sync
-registered → the container's command run here (moto runs no containers; see
-tests/aws/test_end_to_end.py) → the runner reads its template from the stack's bucket → status.
+registered → the container built from that job definition alone, run here (moto runs no
+containers; see tests/aws/test_end_to_end.py) → the runner reads its template from the stack's bucket → status.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from jobs.models import Job
 from jobtarget_batch.celery import app as celery_app
 from processes.models import Process, ProcessStatus, TaskStatus
 from runner.aws.client import aws_client
-from runner.executors.aws_batch.tracking import batch_processes_track
 from runner.template_upload import template_store
-from tests.aws.test_end_to_end import TEMPLATE, container_of, wait_for
+from tests.aws.test_end_to_end import TEMPLATE, run_container, wait_for
 from tests.moto import FAKE_CREDENTIALS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
@@ -42,7 +41,8 @@ def stack_worker(deployed_stack, subprocess_env, moto_server, tmp_path):
     celery_app.amqp._producer_pool = None
     env = {
         **subprocess_env, **FAKE_CREDENTIALS, **deployed_stack, "AWS_ENDPOINT_URL": moto_server.url,
-        "CELERY_BROKER_URL": REDIS_URL, "JTB_BATCH_SUBMITS_PER_SECOND": "50",
+        "CELERY_BROKER_URL": REDIS_URL, "JTB_BATCH_SUBMITS_PER_SECOND": "50", "JTB_CONTROL_QUEUE": queue,
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend", "EMAIL_FILE_PATH": str(tmp_path / "mail"),
     }
     log = open(tmp_path / "worker.log", "wb")
     worker = subprocess.Popen(
@@ -62,9 +62,9 @@ def stack_worker(deployed_stack, subprocess_env, moto_server, tmp_path):
 
 
 def test_run_through_the_api_goes_through_the_stacks_queue_bucket_and_definition(
-    stack_worker, deployed_stack, batch_states, django_user_model
+    stack_worker, deployed_stack, batch_states, django_user_model, tmp_path
 ):
-    env, worker_log = stack_worker
+    _, worker_log = stack_worker
     uri = template_store(filename="greet.py", content=TEMPLATE)
     assert uri.startswith(f"s3://{deployed_stack['JTB_TEMPLATE_BUCKETS']}/templates/")
     job = Job.objects.create(name="greeter", template=uri, memory_mib=512)
@@ -93,11 +93,7 @@ def test_run_through_the_api_goes_through_the_stacks_queue_bucket_and_definition
     assert ":job-definition/jtbtest-runner-fargate:" in fargate_job["jobDefinition"]
     assert ec2_job["jobName"] == f"jtbtest-job{job.pk}-process{process_id}"
 
-    command, container_env = container_of(ec2_job, env)
-    ran = subprocess.run(command, env=container_env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=180)
-    batch_states[ec2_job["jobId"]] = {"status": "SUCCEEDED" if ran.returncode == 0 else "FAILED",
-                                      "container": {"exitCode": ran.returncode}, "attempts": []}
-    batch_processes_track()
+    ran = run_container(process_id, worker_log, tmp_path, batch_states)
 
     process = Process.objects.get(pk=process_id)
     assert ran.returncode == 0, ran.stdout + ran.stderr

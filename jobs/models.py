@@ -145,7 +145,7 @@ class Job(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def aws_resource_errors(self) -> dict[str, str]:
+    def aws_resource_errors(self, *, runs_on_aws: bool = False) -> dict[str, str]:
         """{field: message} for vCPUs, memory and GPUs AWS Batch would refuse (or round) on this
         job's queue. Fargate rules apply to a Fargate queue (JTB_BATCH_FARGATE_QUEUES, by name or
         ARN); whole EC2 vCPUs only where runs go to AWS (the aws_batch executor or an EventBridge
@@ -153,7 +153,7 @@ class Job(models.Model):
         queue = self.queue or settings.JTB_BATCH_JOB_QUEUE
         if aws_limits.queue_is_fargate(queue, settings.JTB_BATCH_FARGATE_QUEUES):
             platform = aws_limits.FARGATE_PLATFORM
-        elif settings.JTB_EXECUTOR == "aws_batch" or (
+        elif runs_on_aws or settings.JTB_EXECUTOR == "aws_batch" or (
             self.pk and self.schedules.filter(driver=ScheduleDriver.EVENTBRIDGE).exists()
         ):
             platform = aws_limits.EC2_PLATFORM
@@ -280,5 +280,13 @@ class Schedule(models.Model):
             errors["timezone"] = exc.messages
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             errors["end_at"] = ["The end must be after the start."]
+        if self.driver == ScheduleDriver.EVENTBRIDGE and self.job_id:
+            # Its ticks go straight to AWS Batch, which would refuse (or round) the job's resources.
+            refused = self.job.aws_resource_errors(runs_on_aws=True)
+            if refused:
+                errors["driver"] = [
+                    "EventBridge submits this job to AWS Batch, which refuses its resources: "
+                    + " ".join(refused.values()) + " Change the job first."
+                ]
         if errors:
             raise ValidationError(errors)

@@ -115,6 +115,18 @@ def test_schedule_in_a_zone_that_is_not_iana_is_a_400_naming_the_timezone(api, z
     assert not Schedule.objects.exists()
 
 
+def test_eventbridge_schedule_for_a_job_aws_would_round_is_a_400_naming_the_driver(api, settings):
+    settings.JTB_EXECUTOR = "local"
+    job = Job.objects.create(name="Export", template="examples/hello.py", vcpus=Decimal("0.5"))
+
+    response = api.post(SCHEDULES, {"job": job.pk, "cron": "0 6 * * *", "driver": "eventbridge"}, format="json")
+
+    assert response.status_code == 400, response.content[:300]
+    [message] = response.json()["errors"]["driver"]
+    assert "0.5 would be sent as 1" in message
+    assert not Schedule.objects.exists()
+
+
 def api_params(value, shape):
     """EventBridge Scheduler's universal target takes the API's members in PascalCase: map them
     back onto the Batch model's names (map keys, such as tag names, stay as they are)."""

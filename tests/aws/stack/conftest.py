@@ -34,7 +34,7 @@ def stack_outputs(stack_name: str = STACK_NAME) -> dict[str, str]:
 
 
 def stack_deploy(*, parameters: dict[str, str], stack_name: str = STACK_NAME) -> dict:
-    from runner.tests.test_runner_support import wait_for
+    from tests.support import wait_for
 
     cloudformation = aws_client("cloudformation")
     cloudformation.create_stack(

@@ -29,6 +29,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from cron_descriptor import get_description
 from django.core.exceptions import ValidationError
 
+from jobs.aws_limits import is_iana_zone
+
 MONTH_NAMES = {name: number for number, name in enumerate(
     ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], start=1
 )}
@@ -313,5 +315,6 @@ _TIMEZONES: set[str] | None = None
 def _timezones() -> set[str]:
     global _TIMEZONES
     if _TIMEZONES is None:
-        _TIMEZONES = available_timezones() | {"UTC"}
+        # Only real IANA zones: EventBridge Scheduler refuses `localtime`, `Factory` and the like.
+        _TIMEZONES = {name for name in available_timezones() if is_iana_zone(name)} | {"UTC"}
     return _TIMEZONES

@@ -11,7 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from jobs import validation
+from jobs import aws_limits, validation
 from jobtarget_batch.queries import CappedCount
 
 
@@ -141,8 +141,28 @@ class Job(models.Model):
                 errors[field] = exc.messages
         if self.name is not None:
             self.name = self.name.strip()
+        for field, message in self.aws_resource_errors().items():
+            errors.setdefault(field, []).append(message)
         if errors:
             raise ValidationError(errors)
+
+    def aws_resource_errors(self, *, runs_on_aws: bool = False) -> dict[str, str]:
+        """{field: message} for vCPUs, memory and GPUs AWS Batch would refuse (or round) on this
+        job's queue. Fargate rules apply to a Fargate queue (JTB_BATCH_FARGATE_QUEUES, by name or
+        ARN); whole EC2 vCPUs only where runs go to AWS (the aws_batch executor or an EventBridge
+        schedule), since the local executor takes fractions as they are."""
+        queue = self.queue or settings.JTB_BATCH_JOB_QUEUE
+        if aws_limits.queue_is_fargate(queue, settings.JTB_BATCH_FARGATE_QUEUES):
+            platform = aws_limits.FARGATE_PLATFORM
+        elif runs_on_aws or settings.JTB_EXECUTOR == "aws_batch" or (
+            self.pk and self.schedules.filter(driver=ScheduleDriver.EVENTBRIDGE).exists()
+        ):
+            platform = aws_limits.EC2_PLATFORM
+        else:
+            return {}
+        return aws_limits.batch_resource_errors(
+            vcpus=self.vcpus, memory_mib=self.memory_mib, gpus=self.gpus, platform=platform,
+        )
 
 
 class ScheduleDriver(models.TextChoices):
@@ -273,5 +293,13 @@ class Schedule(models.Model):
             errors["timezone"] = exc.messages
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             errors["end_at"] = ["The end must be after the start."]
+        if self.driver == ScheduleDriver.EVENTBRIDGE and self.job_id:
+            # Its ticks go straight to AWS Batch, which would refuse (or round) the job's resources.
+            refused = self.job.aws_resource_errors(runs_on_aws=True)
+            if refused:
+                errors["driver"] = [
+                    "EventBridge submits this job to AWS Batch, which refuses its resources: "
+                    + " ".join(refused.values()) + " Change the job first."
+                ]
         if errors:
             raise ValidationError(errors)

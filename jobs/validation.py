@@ -15,6 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from packaging.requirements import InvalidRequirement, Requirement
 
+from jobs import aws_limits
+
 MAX_MODULES = 200
 MAX_REQUIREMENT_LENGTH = 200
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -146,12 +148,11 @@ def validate_environment(value) -> dict[str, str]:
 
 
 def validate_tags(value) -> dict[str, str]:
+    """AWS's tag rules (jobs.aws_limits): characters, lengths, reserved prefixes, 50 tags with ours."""
     validate_json_object(value, what="Tags")
-    if len(value) > 40:
-        raise ValidationError("At most 40 tags are allowed.")
-    for name, item in value.items():
-        if not name or len(name) > 128 or not isinstance(item, str) or len(item) > 256:
-            raise ValidationError(f"Tag {name!r}: names are 1-128 characters and values text of at most 256.")
+    problems = aws_limits.tag_errors(value)
+    if problems:
+        raise ValidationError(problems)
     return value
 
 

@@ -7,4 +7,4 @@ class RunnerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from runner import checks  # noqa: F401  (registers system checks)
+        from runner import checks, checks_aws  # noqa: F401  (registers system checks)

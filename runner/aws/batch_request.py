@@ -10,11 +10,11 @@ resources, retry strategy, timeout and tags cannot drift apart.
 from __future__ import annotations
 
 import math
-import re
 from decimal import Decimal
 
 from django.conf import settings
 
+from jobs import aws_limits
 from runner.aws import batch
 
 # Batch stops an attempt this long after the job's own timeout: the runner enforces the timeout
@@ -39,10 +39,7 @@ def batch_job_name(*, job_id: int, suffix: str, prefix: str | None = None) -> st
     """A valid Batch job name (letters, digits, - and _, first one alphanumeric, at most 128) that
     always ends with `-job<id>-<suffix>`: lost-job recovery and the tracker find runs by those ids,
     so a long prefix is shortened, never the ids."""
-    ids = f"-job{job_id}-{suffix}"
-    cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", settings.JTB_BATCH_NAME_PREFIX if prefix is None else prefix)
-    cleaned = re.sub(r"^[^A-Za-z0-9]+", "", cleaned) or "jtb"
-    return cleaned[: MAX_JOB_NAME - len(ids)].rstrip("-_") + ids
+    return aws_limits.batch_name(settings.JTB_BATCH_NAME_PREFIX if prefix is None else prefix, f"job{job_id}-{suffix}")
 
 
 def batch_queue(snapshot: dict) -> str:
@@ -50,7 +47,8 @@ def batch_queue(snapshot: dict) -> str:
 
 
 def is_fargate_queue(queue: str) -> bool:
-    return queue in settings.JTB_BATCH_FARGATE_QUEUES
+    # By name or ARN, on either side.
+    return aws_limits.queue_is_fargate(queue, settings.JTB_BATCH_FARGATE_QUEUES)
 
 
 def resource_requirements(snapshot: dict, *, fargate: bool) -> list[dict]:

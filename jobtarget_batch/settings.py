@@ -235,6 +235,9 @@ JTB_COST_SPOT_FACTOR = env_decimal("JTB_COST_SPOT_FACTOR", Decimal("0.3"))
 JTB_COST_SPOT_QUEUES = env_list("JTB_COST_SPOT_QUEUES", [])
 if JTB_COST_SPOT_FACTOR <= 0 or JTB_COST_SPOT_FACTOR > 1:
     raise ImproperlyConfigured("JTB_COST_SPOT_FACTOR must be more than 0 and at most 1, e.g. 0.3")
+for _name in ("JTB_COST_VCPU_HOUR", "JTB_COST_GIB_HOUR", "JTB_COST_GPU_HOUR"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name} is a price per hour and cannot be negative, e.g. 0.04")
 
 # --- AWS ----------------------------------------------------------------------------------------
 AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
@@ -333,6 +336,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "jobtarget_batch.api.schema.security_schemes_token_first",
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,

@@ -83,7 +83,7 @@ class Process(models.Model):
     # Set when the run finishes (processes.costs.process_cost_record): its resources priced for
     # its duration with the JTB_COST_* settings. NULL: not estimated (still active, or older).
     estimated_cost = models.DecimalField(
-        "estimated cost", max_digits=12, decimal_places=4, null=True, blank=True,
+        "estimated cost", max_digits=16, decimal_places=6, null=True, blank=True,
         help_text="Resources reserved × run time × the price settings; not the AWS bill.",
     )
 

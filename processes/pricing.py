@@ -15,8 +15,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 SECONDS_PER_HOUR = Decimal(3600)
 MIB_PER_GIB = Decimal(1024)
-# Stored with four decimals: a 10-second run of 0.25 vCPU still shows a non-zero cost.
-COST_QUANTUM = Decimal("0.0001")
+# Stored with six decimals: a 10-second run of 0.25 vCPU still shows a non-zero cost.
+COST_QUANTUM = Decimal("0.000001")
 
 
 @dataclass(frozen=True)

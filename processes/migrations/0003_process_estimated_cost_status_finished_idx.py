@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='process',
             name='estimated_cost',
-            field=models.DecimalField(blank=True, decimal_places=4, help_text='Resources reserved × run time × the price settings; not the AWS bill.', max_digits=12, null=True, verbose_name='estimated cost'),
+            field=models.DecimalField(blank=True, decimal_places=6, help_text='Resources reserved × run time × the price settings; not the AWS bill.', max_digits=16, null=True, verbose_name='estimated cost'),
         ),
         migrations.AddIndex(
             model_name='process',

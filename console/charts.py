@@ -58,6 +58,13 @@ def nice_ceiling(value: int) -> int:
     return 10 * magnitude
 
 
+def axis_ticks(top: int) -> list[int]:
+    """Round tick values from 0 to `top` (a nice_ceiling): 0-5 by 1, 0-10 by 5, 0-20 by 10, 0-50 by 10…"""
+    leading = int(str(top)[0])
+    step = max(top // 5 if leading == 5 else top // 2, 1)
+    return list(range(0, top + 1, step))
+
+
 def bar_chart(
     *, columns: list[tuple[str, list[tuple[str, int, str]], str]], label_every: int = 1
 ) -> Chart:
@@ -81,7 +88,7 @@ def bar_chart(
                               f"{prefix}: {value} {name}", css_class=f"series-{name.lower().replace(' ', '-')}"))
         if index % label_every == 0:
             x_labels.append(Label(round(x + bar_width / 2, 2), HEIGHT - 6, label))
-    ticks = [0, top_value // 2, top_value] if top_value >= 2 else [0, top_value]
+    ticks = axis_ticks(top_value)
     y_labels = [Label(LEFT - 6, round(HEIGHT - BOTTOM - plot_height * tick / top_value + 4, 2), str(tick))
                 for tick in ticks]
     grid = [round(HEIGHT - BOTTOM - plot_height * tick / top_value, 2) for tick in ticks]

@@ -69,7 +69,8 @@ def test_rerun_from_the_dashboard_starts_a_linked_run(client, operator, make_job
 
     rerun = Process.objects.get(rerun_of=failed)
     assert rerun.parameters == {"day": "monday"} and rerun.trigger == Trigger.RERUN
-    assert f"Started rerun #{rerun.pk} of process #{failed.pk}" in response.content.decode()
+    page = response.content.decode()
+    assert f'Started rerun <a href="/admin/processes/process/{rerun.pk}/change/">#{rerun.pk}</a> of process #{failed.pk}' in page
 
 
 def test_rerun_needs_the_run_permission(client, django_user_model, make_job):

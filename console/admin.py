@@ -25,8 +25,8 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from console.middleware import viewer_time_zone_remember
 from console.models import UserPreferences
+from console.viewer import viewer_time_zone_remember
 
 
 def _time_zone_choices() -> list[tuple[str, str]]:

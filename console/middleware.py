@@ -7,14 +7,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.utils import timezone
 
-# The zone is kept in the session so that a page costs no extra query; saving the preferences
-# in the admin refreshes it (console.admin), other sessions pick it up at their next sign-in.
-SESSION_KEY = "console_time_zone"
-
-
-def viewer_time_zone_remember(request, zone_name: str) -> None:
-    if hasattr(request, "session"):
-        request.session[SESSION_KEY] = zone_name
+from console.models import UserPreferences
+from console.viewer import SESSION_KEY
 
 
 def _viewer_time_zone_name(request) -> str | None:
@@ -24,8 +18,7 @@ def _viewer_time_zone_name(request) -> str | None:
     session = getattr(request, "session", None)
     if session is not None and SESSION_KEY in session:
         return session[SESSION_KEY] or None
-    from console.models import UserPreferences
-
+    # Other sessions of the same person pick up a changed zone at their next sign-in.
     name = UserPreferences.objects.filter(user_id=user.pk).values_list("time_zone", flat=True).first() or ""
     if session is not None:
         session[SESSION_KEY] = name  # "" = no preference: the settings' TIME_ZONE

@@ -191,7 +191,7 @@ def recent_failures(*, now: datetime, hours: int = 24, limit: int = FAILURES_LIM
 def finished_counts(*, now: datetime, hours: int = 24) -> dict[str, int]:
     """Runs that ended in the last `hours`, per final status."""
     since = now - timedelta(hours=hours)
-    counts = {status: 0 for status in FINISHED_STATUSES}
+    counts = dict.fromkeys(FINISHED_STATUSES, 0)
     for row in (
         Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=since)
         .values("status").annotate(n=Count("id")).order_by()
@@ -340,7 +340,7 @@ def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurre
             peaks[index] = max(peaks[index], level)
             pending = next(event_iter, None)
     return Concurrency(
-        peaks=list(zip(starts, peaks)), peak=max(peaks, default=0), now=len(running),
+        peaks=list(zip(starts, peaks, strict=True)), peak=max(peaks, default=0), now=len(running),
         truncated=len(finished) >= CONCURRENCY_ROWS_LIMIT,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 import time_machine
@@ -27,7 +27,7 @@ def test_a_person_sets_their_time_zone_in_the_admin_and_times_follow_it(client, 
     process = Process.objects.create(
         job=make_job(), status=ProcessStatus.SUCCEEDED, trigger=Trigger.MANUAL, snapshot={},
     )
-    Process.objects.filter(pk=process.pk).update(created_at=datetime(2026, 1, 15, 23, 30, 5, tzinfo=dt_timezone.utc))
+    Process.objects.filter(pk=process.pk).update(created_at=datetime(2026, 1, 15, 23, 30, 5, tzinfo=UTC))
     client.force_login(staff)
 
     assert client.get("/admin/console/userpreferences/mine/")["Location"] == "/admin/console/userpreferences/add/"
@@ -41,7 +41,7 @@ def test_a_person_sets_their_time_zone_in_the_admin_and_times_follow_it(client, 
 
 def test_without_a_preference_times_are_in_the_settings_zone_with_seconds_and_zone(client, staff, make_job):
     process = Process.objects.create(job=make_job(), status=ProcessStatus.SUCCEEDED, trigger=Trigger.MANUAL, snapshot={})
-    Process.objects.filter(pk=process.pk).update(created_at=datetime(2026, 1, 15, 23, 30, 5, tzinfo=dt_timezone.utc))
+    Process.objects.filter(pk=process.pk).update(created_at=datetime(2026, 1, 15, 23, 30, 5, tzinfo=UTC))
     client.force_login(staff)
 
     page = client.get(f"/admin/processes/process/{process.pk}/change/").content.decode()
@@ -77,11 +77,11 @@ def test_date_filters_use_the_viewers_day(client, staff, make_job):
     job = make_job()
     late = Process.objects.create(job=job, status=ProcessStatus.SUCCEEDED, trigger=Trigger.MANUAL, snapshot={})
     earlier = Process.objects.create(job=job, status=ProcessStatus.SUCCEEDED, trigger=Trigger.MANUAL, snapshot={})
-    Process.objects.filter(pk=late.pk).update(created_at=datetime(2026, 1, 15, 23, 10, tzinfo=dt_timezone.utc))
-    Process.objects.filter(pk=earlier.pk).update(created_at=datetime(2026, 1, 15, 22, 50, tzinfo=dt_timezone.utc))
+    Process.objects.filter(pk=late.pk).update(created_at=datetime(2026, 1, 15, 23, 10, tzinfo=UTC))
+    Process.objects.filter(pk=earlier.pk).update(created_at=datetime(2026, 1, 15, 22, 50, tzinfo=UTC))
     client.force_login(staff)
 
-    with time_machine.travel(datetime(2026, 1, 15, 23, 30, tzinfo=dt_timezone.utc), tick=False):
+    with time_machine.travel(datetime(2026, 1, 15, 23, 30, tzinfo=UTC), tick=False):
         response = client.get("/admin/processes/process/", {
             "created_at__gte": "2026-01-16 00:00:00+01:00", "created_at__lt": "2026-01-17 00:00:00+01:00",
         })

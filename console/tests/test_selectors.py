@@ -3,20 +3,19 @@ that each query can be served by an index (PostgreSQL's plans with sequential sc
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from console import selectors
 from conftest import require_service
+from console import selectors
 from jobs.models import Schedule
 from processes.models import Process, ProcessStatus, Task, TaskStatus, Trigger
 
 pytestmark = pytest.mark.django_db
-UTC = dt_timezone.utc
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
 
 

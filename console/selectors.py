@@ -27,8 +27,9 @@ INSTALL_TASK_NAME = "install modules"
 STARTING_STATES = {"STARTING", "RUNNING"}
 LIST_LIMIT = 50
 FAILURES_LIMIT = 20
-# The concurrency chart reads at most this many finished runs of its window.
-CONCURRENCY_ROWS_LIMIT = 200_000
+# The concurrency chart reads at most this many runs that ended in its window, the latest ones;
+# buckets ending before the earliest of them are left out (`exact_since`).
+CONCURRENCY_ROWS_LIMIT = 50_000
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,8 @@ class Concurrency:
     peaks: list[tuple[datetime, int]]
     peak: int
     now: int
-    truncated: bool
+    # When the window held more runs than were read: peaks before this moment are not computed.
+    exact_since: datetime | None
 
 
 def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurrency:
@@ -311,8 +313,16 @@ def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurre
     window_start = starts[0]
     finished = list(
         Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=window_start, started_at__isnull=False)
-        .order_by().values_list("started_at", "finished_at")[:CONCURRENCY_ROWS_LIMIT]
+        .order_by("-finished_at").values_list("started_at", "finished_at")[:CONCURRENCY_ROWS_LIMIT]
     )
+    exact_since = None
+    if len(finished) >= CONCURRENCY_ROWS_LIMIT:
+        # Runs that ended before the earliest end read are missing: only later buckets are exact.
+        earliest_end = min(end for _, end in finished)
+        starts = [start for start in starts if start >= earliest_end] or [starts[-1]]
+        exact_since = starts[0]
+        window_start = starts[0]
+        finished = [(started, ended) for started, ended in finished if ended > window_start]
     running = list(
         Process.objects.filter(status=ProcessStatus.RUNNING, started_at__isnull=False)
         .order_by().values_list("started_at", flat=True)[:CONCURRENCY_ROWS_LIMIT]
@@ -341,7 +351,7 @@ def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurre
             pending = next(event_iter, None)
     return Concurrency(
         peaks=list(zip(starts, peaks, strict=True)), peak=max(peaks, default=0), now=len(running),
-        truncated=len(finished) >= CONCURRENCY_ROWS_LIMIT,
+        exact_since=exact_since,
     )
 
 

@@ -158,3 +158,18 @@ def test_every_dashboard_query_on_processes_can_use_an_index(make_job, client, d
                     assert "Seq Scan on jobs_schedule" not in plan, f"{sql}\n{plan}"
             finally:
                 cursor.execute("SET enable_seqscan = on")
+
+
+def test_concurrency_with_too_many_runs_shows_only_the_buckets_it_could_count(make_job, monkeypatch):
+    monkeypatch.setattr(selectors, "CONCURRENCY_ROWS_LIMIT", 2)
+    job = make_job()
+    hour = NOW.replace(minute=0)
+    _run(job, ProcessStatus.SUCCEEDED, started=hour - timedelta(hours=5), finished=hour - timedelta(hours=5) + timedelta(minutes=9))
+    _run(job, ProcessStatus.SUCCEEDED, started=hour - timedelta(hours=3), finished=hour - timedelta(hours=2, minutes=30))
+    _run(job, ProcessStatus.SUCCEEDED, started=hour - timedelta(minutes=50), finished=hour - timedelta(minutes=10))
+
+    result = selectors.concurrency(window=selectors.CHART_WINDOWS["24h"], now=NOW, zone=UTC)
+
+    assert result.exact_since == hour - timedelta(hours=2)
+    assert [start for start, _ in result.peaks][0] == hour - timedelta(hours=2)
+    assert {start.strftime("%H:%M"): peak for start, peak in result.peaks if peak} == {"11:00": 1}

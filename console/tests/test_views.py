@@ -123,3 +123,20 @@ def test_dashboard_query_count_does_not_grow_with_the_number_of_runs(client, ope
     client.force_login(operator)
     with django_assert_max_num_queries(30):
         assert client.get("/admin/?range=7d").status_code == 200
+
+
+def test_trends_are_kept_for_a_while_but_live_figures_are_not(client, operator, make_job, settings):
+    from django.core.cache import cache
+
+    settings.JTB_CONSOLE_TRENDS_CACHE_SECONDS = 60
+    cache.clear()
+    job = make_job()
+    client.force_login(operator)
+    assert 'data-figure="runs-window">(0)<' in client.get("/admin/").content.decode()
+
+    _process(job, ProcessStatus.RUNNING, started_at=timezone.now())
+    page = client.get("/admin/").content.decode()
+
+    assert 'data-figure="runs-window">(0)<' in page  # the chart is the cached one
+    assert 'data-figure="running">1<' in page  # the live figures are read every time
+    cache.clear()

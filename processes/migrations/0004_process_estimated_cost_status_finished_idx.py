@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('processes', '0002_process_finalized_at'),
+        ('processes', '0003_process_bulk_key_one_active_rerun'),
     ]
 
     operations = [

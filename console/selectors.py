@@ -225,10 +225,12 @@ def next_scheduled_runs(*, limit: int = 8) -> list[NextRun]:
     ]
 
 
-def cost_total(*, now: datetime, days: int = 30) -> Decimal:
-    """Estimated cost of the runs that ended in the last `days` (process_status_finished_idx)."""
+def cost_total(*, now: datetime, hours: int = 24) -> Decimal:
+    """Estimated cost of the runs that ended in the last `hours` (process_status_finished_idx).
+
+    A day, like the other figures: a month at a million runs would read every one of them."""
     total = Process.objects.filter(
-        status__in=FINISHED_STATUSES, finished_at__gte=now - timedelta(days=days)
+        status__in=FINISHED_STATUSES, finished_at__gte=now - timedelta(hours=hours)
     ).aggregate(total=Sum("estimated_cost"))["total"]
     return total or Decimal(0)
 

@@ -56,7 +56,7 @@ def _tooltip_time(start, window: selectors.ChartWindow) -> str:
 
 
 def _trends(window: selectors.ChartWindow, now) -> dict:
-    """The charts, kept JTB_CONSOLE_TRENDS_CACHE_SECONDS per window and zone (the 30-day cost too):
+    """The charts, kept JTB_CONSOLE_TRENDS_CACHE_SECONDS per window and zone:
     at a million runs a month each reads every run of its window; the live parts read only
     active runs and the last 24 hours."""
     return _cached(f"console:trends:{window.key}:{timezone.get_current_timezone_name()}", lambda: _charts(window, now))
@@ -128,7 +128,7 @@ def live_context(request, *, now=None) -> dict:
         "succeeded_24h": finished[ProcessStatus.SUCCEEDED],
         "cancelled_24h": finished[ProcessStatus.CANCELLED],
         "can_run": request.user.has_perm(RUN_PERMISSION),
-        "cost_30d": _cached("console:cost-30d", lambda: selectors.cost_total(now=now)),
+        "cost_24h": selectors.cost_total(now=now),
     }
 
 

@@ -227,7 +227,7 @@ JTB_DEFAULT_TIMEOUT_SECONDS = env_int("JTB_DEFAULT_TIMEOUT_SECONDS", 3600, minim
 # On-demand prices per hour (defaults: AWS Fargate Linux/x86 in us-east-1 for vCPU and memory, a
 # g4dn.xlarge for a GPU); a run on one of JTB_COST_SPOT_QUEUES pays JTB_COST_SPOT_FACTOR of them.
 # Each finished run stores resources × duration × these prices (processes.pricing).
-# The console's trends (charts, 30-day cost) are computed at most this often per window and
+# The console's trends (its charts) are computed at most this often per window and
 # zone: at a million runs a month each reads every run of its window. 0 computes them each time.
 JTB_CONSOLE_TRENDS_CACHE_SECONDS = env_int("JTB_CONSOLE_TRENDS_CACHE_SECONDS", 60, minimum=0)
 JTB_COST_CURRENCY = env_str("JTB_COST_CURRENCY", "USD")

@@ -153,7 +153,7 @@ def test_dashboard_numbers_match_the_database_and_fit_a_laptop_screen(
         Process.objects.filter(status=ProcessStatus.FAILED, finished_at__gte=day_ago).count()) == "2"
     assert shown["succeeded-24h"] == str(
         Process.objects.filter(status=ProcessStatus.SUCCEEDED, finished_at__gte=day_ago).count()) == "5"
-    assert shown["cost-30d"].startswith("0.65")  # 5 × 0.125 + 2 × 0.01 + the old failure (none recorded)
+    assert shown["cost-24h"].startswith("0.65")  # 5 × 0.125 + 2 × 0.01; the 3-day-old failure is not counted
     assert shown["concurrent-now"] == "1"
     assert shown["runs-window"] == str(Process.objects.filter(created_at__gte=day_ago - timedelta(hours=1)).count())
     body = page.inner_text("#console")

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('processes', '0003_process_bulk_key_one_active_rerun'),
+        ('processes', '0004_idempotency_record'),
     ]
 
     operations = [

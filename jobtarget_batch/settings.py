@@ -48,7 +48,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The stock admin with the operations console as its home page (console/sites.py).
+    "console.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -57,10 +58,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI and ReDoc served from this package's static files, not a CDN.
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "jobs",
     "processes",
     "runner",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -70,6 +74,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Shows times in the signed-in person's own zone (console.UserPreferences).
+    "console.middleware.ViewerTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -121,6 +127,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# Times with seconds and the zone's name ("2026-11-30 09:15:02 CET") wherever Django formats one.
+FORMAT_MODULE_PATH = ["console.formats"]
 
 STATIC_URL = "static/"
 # Only `collectstatic` (the container image) needs a folder: otherwise WhiteNoise serves the apps'
@@ -215,6 +223,25 @@ JTB_DEFAULT_VCPUS = env_decimal("JTB_DEFAULT_VCPUS", Decimal("1"))
 JTB_DEFAULT_MEMORY_MIB = env_int("JTB_DEFAULT_MEMORY_MIB", 2048, minimum=6)
 JTB_DEFAULT_TIMEOUT_SECONDS = env_int("JTB_DEFAULT_TIMEOUT_SECONDS", 3600, minimum=1)
 
+# --- Cost estimate ------------------------------------------------------------------------------
+# On-demand prices per hour (defaults: AWS Fargate Linux/x86 in us-east-1 for vCPU and memory, a
+# g4dn.xlarge for a GPU); a run on one of JTB_COST_SPOT_QUEUES pays JTB_COST_SPOT_FACTOR of them.
+# Each finished run stores resources × duration × these prices (processes.pricing).
+# The console's trends (its charts) are computed at most this often per window and
+# zone: at a million runs a month each reads every run of its window. 0 computes them each time.
+JTB_CONSOLE_TRENDS_CACHE_SECONDS = env_int("JTB_CONSOLE_TRENDS_CACHE_SECONDS", 60, minimum=0)
+JTB_COST_CURRENCY = env_str("JTB_COST_CURRENCY", "USD")
+JTB_COST_VCPU_HOUR = env_decimal("JTB_COST_VCPU_HOUR", Decimal("0.04048"))
+JTB_COST_GIB_HOUR = env_decimal("JTB_COST_GIB_HOUR", Decimal("0.004445"))
+JTB_COST_GPU_HOUR = env_decimal("JTB_COST_GPU_HOUR", Decimal("0.526"))
+JTB_COST_SPOT_FACTOR = env_decimal("JTB_COST_SPOT_FACTOR", Decimal("0.3"))
+JTB_COST_SPOT_QUEUES = env_list("JTB_COST_SPOT_QUEUES", [])
+if JTB_COST_SPOT_FACTOR <= 0 or JTB_COST_SPOT_FACTOR > 1:
+    raise ImproperlyConfigured("JTB_COST_SPOT_FACTOR must be more than 0 and at most 1, e.g. 0.3")
+for _name in ("JTB_COST_VCPU_HOUR", "JTB_COST_GIB_HOUR", "JTB_COST_GPU_HOUR"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name} is a price per hour and cannot be negative, e.g. 0.04")
+
 # --- AWS ----------------------------------------------------------------------------------------
 AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
 # Point every AWS client at another endpoint (tests use a moto server on loopback).
@@ -308,6 +335,17 @@ SPECTACULAR_SETTINGS = {
         "shape {message, code, errors}."
     ),
     "VERSION": "1.0.0",
+    # Served by the app (drf-spectacular-sidecar), so the docs work without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "REDOC_UI_SETTINGS": {"theme": {"typography": {
+        "fontFamily": "system-ui, sans-serif", "headings": {"fontFamily": "system-ui, sans-serif"},
+    }}},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "jobtarget_batch.api.schema.security_schemes_token_first",
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,

@@ -10,3 +10,5 @@ from jobtarget_batch.settings import broker_transport_options, env_str
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://localhost//")
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
+# Tests compare the console's figures with the database they just wrote: no cached trends.
+JTB_CONSOLE_TRENDS_CACHE_SECONDS = 0

@@ -84,6 +84,12 @@ class Process(models.Model):
     # Set on rows of a bulk insert where the database cannot return their ids (SQL Server): the
     # ids are then read back by this key, and the key cleared (processes.services).
     bulk_key = models.CharField("bulk insert key", max_length=48, null=True, blank=True, editable=False)
+    # Set when the run finishes (processes.costs.process_cost_record): its resources priced for
+    # its duration with the JTB_COST_* settings. NULL: not estimated (still active, or older).
+    estimated_cost = models.DecimalField(
+        "estimated cost", max_digits=16, decimal_places=6, null=True, blank=True,
+        help_text="Resources reserved × run time × the price settings; not the AWS bill.",
+    )
 
     class Meta:
         verbose_name = "process"
@@ -130,6 +136,9 @@ class Process(models.Model):
                 fields=["id"], name="process_to_finalize_idx",
                 condition=Q(finalized_at__isnull=True, status__in=FINISHED_STATUSES),
             ),
+            # The console: failures of the last 24 h, slowest and most failing jobs, cost over 30
+            # days: WHERE status IN (...) AND finished_at >= ?.
+            models.Index(fields=["status", "finished_at"], name="process_status_finished_idx"),
         ]
 
     def __str__(self) -> str:

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from jobs.models import ConcurrencyPolicy, Job, Schedule
 from jobs.validation import validate_json_object
+from processes.costs import process_cost_record
 from processes.executors import ExecutorName, executor_get
 from processes.models import (
     ACTIVE_STATUSES,
@@ -371,6 +372,7 @@ def process_finalize(*, process_id: int) -> bool:
     ).update(finalized_at=timezone.now())
     if not claimed:
         return False
+    process_cost_record(process_id=process_id)
     status, job_id = Process.objects.filter(pk=process_id).values_list("status", "job_id").get()
     if status == ProcessStatus.FAILED:
         process_failure_notify(process_id=process_id)

@@ -57,7 +57,7 @@ def test_admin_user_creates_a_job_runs_it_and_sees_its_tasks(live_server, django
     page.fill("#id_username", "ada")
     page.fill("#id_password", "correct horse battery")
     page.click("input[type=submit]")
-    page.wait_for_selector("text=Site administration")
+    page.wait_for_selector("text=Operations console")
 
     page.goto(f"{live_server.url}/admin/jobs/job/add/")
     page.fill("#id_name", "Browser hello")

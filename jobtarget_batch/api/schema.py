@@ -41,3 +41,14 @@ class AutoSchema(openapi.AutoSchema):
 def error_response(code: int) -> OpenApiResponse:
     """For `@extend_schema(responses=...)`: an error response in the common shape."""
     return OpenApiResponse(response=ErrorSerializer, description=ERROR_DESCRIPTIONS[str(code)])
+
+
+def security_schemes_token_first(result, generator, request, public):
+    """Postprocessing hook: list token auth first, so Swagger UI's Authorize dialog offers it on
+    top (drf-spectacular sorts the schemes by name, which put the session cookie first)."""
+    schemes = result.get("components", {}).get("securitySchemes")
+    if schemes and "tokenAuth" in schemes:
+        result["components"]["securitySchemes"] = {
+            "tokenAuth": schemes["tokenAuth"], **{name: scheme for name, scheme in schemes.items() if name != "tokenAuth"}
+        }
+    return result

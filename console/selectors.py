@@ -1,0 +1,402 @@
+"""Read-only queries behind the console dashboard.
+
+Every query is bounded at any history size: active runs through the status index (there are
+few of them), finished runs through `process_status_finished_idx` (status + finished_at within
+a window), created runs through `process_created_idx` (created_at within a window), schedules
+through `schedule_next_fire_idx`; lists carry a LIMIT. Nothing counts the whole history.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal
+
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from jobs.models import Job, Schedule
+from processes.models import ACTIVE_STATUSES, FINISHED_STATUSES, Process, ProcessStatus, Task, TaskStatus
+
+# The runner's module-install step (runner.runtime.INSTALL_TASK); named here because the
+# console sits above the runner and must not import it.
+INSTALL_TASK_NAME = "install modules"
+# AWS Batch states of a submitted job that mean "the container is being started".
+STARTING_STATES = {"STARTING", "RUNNING"}
+LIST_LIMIT = 50
+FAILURES_LIMIT = 20
+# The concurrency chart reads at most this many runs that ended in its window, the latest ones;
+# buckets ending before the earliest of them are left out (`exact_since`).
+CONCURRENCY_ROWS_LIMIT = 50_000
+
+
+@dataclass(frozen=True)
+class ChartWindow:
+    key: str
+    label: str
+    span: timedelta
+    bucket: timedelta
+    bucket_label: str
+
+
+CHART_WINDOWS = {
+    "24h": ChartWindow("24h", "24 hours", timedelta(hours=24), timedelta(hours=1), "per hour"),
+    "7d": ChartWindow("7d", "7 days", timedelta(days=7), timedelta(hours=6), "per 6 hours"),
+    "30d": ChartWindow("30d", "30 days", timedelta(days=30), timedelta(days=1), "per day"),
+}
+DEFAULT_WINDOW = "24h"
+
+
+@dataclass
+class ActiveRun:
+    id: int
+    job_id: int
+    job_name: str
+    status: str
+    status_label: str
+    stage: str
+    since: datetime | None  # what the elapsed time counts from: start (running) or creation (waiting)
+    trigger: str
+    executor_state: str
+
+
+@dataclass
+class ActiveRuns:
+    running: list[ActiveRun]
+    waiting: list[ActiveRun]
+    running_count: int
+    waiting_count: int
+
+    @property
+    def any(self) -> bool:
+        return bool(self.running_count or self.waiting_count)
+
+
+def _is_running(status: str, executor_state: str) -> bool:
+    return status == ProcessStatus.RUNNING or (
+        status == ProcessStatus.SUBMITTED and executor_state in STARTING_STATES
+    )
+
+
+def run_stage(*, process: Process, latest_task: dict | None) -> str:
+    """In words, where an active run is: waiting for capacity, installing modules, running step N."""
+    state = process.executor_state
+    if process.status == ProcessStatus.QUEUED:
+        return "Waiting for the job's active run to end" if process.held else "Queued, about to be handed to the executor"
+    if process.status == ProcessStatus.SUBMITTED:
+        if state == "RUNNABLE":
+            return "Waiting for capacity (AWS Batch: RUNNABLE)"
+        if state in STARTING_STATES:
+            return "Starting the container"
+        if process.executor == "local":
+            return "Waiting for a free local slot"
+        return f"Submitted ({state})" if state else "Submitted"
+    if latest_task is None:
+        return "Starting"
+    name = latest_task["name"]
+    if latest_task["status"] == TaskStatus.RUNNING:
+        if name == INSTALL_TASK_NAME:
+            return "Installing modules"
+        return f"Running step {latest_task['sequence']}: {name}"
+    return f"Running (step {latest_task['sequence']}: {name} done)"
+
+
+def active_runs(*, limit: int = LIST_LIMIT) -> ActiveRuns:
+    """Runs not finished yet, split into running now and waiting, with their stage; newest first."""
+    # Through process_status_id_idx (status, -id): active runs are a small slice of the history.
+    counts = defaultdict(int)
+    for row in (
+        Process.objects.filter(status__in=ACTIVE_STATUSES)
+        .values("status", "executor_state").annotate(n=Count("id")).order_by()
+    ):
+        counts[_is_running(row["status"], row["executor_state"])] += row["n"]
+    starting = Q(status=ProcessStatus.SUBMITTED, executor_state__in=STARTING_STATES)
+    running_q = Q(status=ProcessStatus.RUNNING) | starting
+    waiting_q = Q(status=ProcessStatus.QUEUED) | (Q(status=ProcessStatus.SUBMITTED) & ~starting)
+    base = (
+        Process.objects.select_related("job")
+        .only("id", "status", "held", "trigger", "executor", "executor_state", "created_at", "started_at",
+              "job__id", "job__name")
+        .order_by("-id")
+    )
+    processes = list(base.filter(running_q)[:limit]) + list(base.filter(waiting_q)[:limit])
+    running_ids = [p.pk for p in processes if p.status == ProcessStatus.RUNNING]
+    latest: dict[int, dict] = {}
+    if running_ids:
+        # Through task_one_row_per_step (process, sequence): the steps of at most `limit` runs.
+        for task in Task.objects.filter(process_id__in=running_ids).values("process_id", "sequence", "name", "status"):
+            current = latest.get(task["process_id"])
+            if current is None or task["sequence"] > current["sequence"]:
+                latest[task["process_id"]] = task
+    running, waiting = [], []
+    for process in processes:
+        is_running = _is_running(process.status, process.executor_state)
+        run = ActiveRun(
+            id=process.pk, job_id=process.job_id, job_name=process.job.name, status=process.status,
+            status_label=process.get_status_display(),
+            stage=run_stage(process=process, latest_task=latest.get(process.pk)),
+            since=(process.started_at or process.created_at) if is_running else process.created_at,
+            trigger=process.get_trigger_display(), executor_state=process.executor_state,
+        )
+        (running if is_running else waiting).append(run)
+    return ActiveRuns(running=running, waiting=waiting, running_count=counts[True], waiting_count=counts[False])
+
+
+@dataclass
+class Failure:
+    id: int
+    job_id: int
+    job_name: str
+    finished_at: datetime
+    reason: str
+    failed_step: str
+    rerun_id: int | None
+    job_enabled: bool
+
+
+def recent_failures(*, now: datetime, hours: int = 24, limit: int = FAILURES_LIMIT) -> tuple[list[Failure], int]:
+    """Failed runs that ended in the last `hours`, newest first, and how many there are in all."""
+    since = now - timedelta(hours=hours)
+    # process_status_finished_idx: status = 'failed' AND finished_at >= ?.
+    failed = Process.objects.filter(status=ProcessStatus.FAILED, finished_at__gte=since)
+    total = failed.count()
+    rows = list(
+        failed.select_related("job").only("id", "finished_at", "failure_reason", "job__id", "job__name", "job__enabled")
+        .order_by("-finished_at", "-id")[:limit]
+    )
+    ids = [row.pk for row in rows]
+    steps = {}
+    reruns = {}
+    if ids:
+        for task in (
+            Task.objects.filter(process_id__in=ids, status=TaskStatus.FAILED)
+            .order_by("process_id", "sequence").values("process_id", "sequence", "name")
+        ):
+            steps.setdefault(task["process_id"], f"step {task['sequence']}: {task['name']}")
+        # The foreign key's own index on rerun_of_id.
+        for rerun_of_id, rerun_id in Process.objects.filter(rerun_of_id__in=ids).values_list("rerun_of_id", "id"):
+            reruns[rerun_of_id] = max(rerun_id, reruns.get(rerun_of_id, 0))
+    failures = [
+        Failure(
+            id=row.pk, job_id=row.job_id, job_name=row.job.name, finished_at=row.finished_at,
+            reason=row.failure_reason or "No reason was recorded.", failed_step=steps.get(row.pk, ""),
+            rerun_id=reruns.get(row.pk), job_enabled=row.job.enabled,
+        )
+        for row in rows
+    ]
+    return failures, total
+
+
+def finished_counts(*, now: datetime, hours: int = 24) -> dict[str, int]:
+    """Runs that ended in the last `hours`, per final status."""
+    since = now - timedelta(hours=hours)
+    counts = dict.fromkeys(FINISHED_STATUSES, 0)
+    for row in (
+        Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=since)
+        .values("status").annotate(n=Count("id")).order_by()
+    ):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+@dataclass
+class NextRun:
+    schedule_id: int
+    job_id: int
+    job_name: str
+    at: datetime
+    cron: str
+    timezone: str
+
+
+def next_scheduled_runs(*, limit: int = 8) -> list[NextRun]:
+    """The next ticks of enabled beat schedules (schedule_next_fire_idx), soonest first."""
+    schedules = (
+        Schedule.objects.filter(enabled=True, job__enabled=True, next_fire_at__isnull=False)
+        .select_related("job").only("id", "cron", "timezone", "next_fire_at", "job__id", "job__name")
+        .order_by("next_fire_at")[:limit]
+    )
+    return [
+        NextRun(schedule_id=s.pk, job_id=s.job_id, job_name=s.job.name, at=s.next_fire_at, cron=s.cron,
+                timezone=s.timezone)
+        for s in schedules
+    ]
+
+
+def cost_total(*, now: datetime, hours: int = 24) -> Decimal:
+    """Estimated cost of the runs that ended in the last `hours` (process_status_finished_idx).
+
+    A day, like the other figures: a month at a million runs would read every one of them."""
+    total = Process.objects.filter(
+        status__in=FINISHED_STATUSES, finished_at__gte=now - timedelta(hours=hours)
+    ).aggregate(total=Sum("estimated_cost"))["total"]
+    return total or Decimal(0)
+
+
+# --- Charts -------------------------------------------------------------------------------------
+
+@dataclass
+class Bucket:
+    start: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def window_buckets(*, window: ChartWindow, now: datetime, zone: tzinfo) -> list[datetime]:
+    """Bucket starts covering the window up to now, aligned to the viewer's hours or days."""
+    local_now = now.astimezone(zone)
+    if window.bucket >= timedelta(days=1):
+        last = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        hours = int(window.bucket.total_seconds() // 3600)
+        last = local_now.replace(hour=local_now.hour - local_now.hour % hours, minute=0, second=0, microsecond=0)
+    count = int(window.span / window.bucket)
+    starts = []
+    for index in range(count - 1, -1, -1):
+        # Local calendar arithmetic, so a day across a DST change is still one bar.
+        if window.bucket >= timedelta(days=1):
+            naive = last.replace(tzinfo=None) - timedelta(days=index)
+        else:
+            naive = last.replace(tzinfo=None) - window.bucket * index
+        starts.append(timezone.make_aware(naive, zone) if timezone.is_naive(naive) else naive)
+    return starts
+
+
+def _bucket_index(starts: list[datetime], instant: datetime) -> int | None:
+    if instant < starts[0]:
+        return None
+    low, high = 0, len(starts) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if starts[middle] <= instant:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def runs_by_status(*, window: ChartWindow, now: datetime, zone: tzinfo) -> list[Bucket]:
+    """Runs created in each bucket of the window, per current status (process_created_idx)."""
+    starts = window_buckets(window=window, now=now, zone=zone)
+    buckets = [Bucket(start=start) for start in starts]
+    rows = (
+        Process.objects.filter(created_at__gte=starts[0], created_at__lte=now)
+        .annotate(hour=TruncHour("created_at", tzinfo=zone)).values("hour", "status")
+        .annotate(n=Count("id")).order_by()
+    )
+    for row in rows:
+        index = _bucket_index(starts, row["hour"])
+        if index is not None:
+            counts = buckets[index].counts
+            counts[row["status"]] = counts.get(row["status"], 0) + row["n"]
+    return buckets
+
+
+@dataclass
+class Concurrency:
+    peaks: list[tuple[datetime, int]]
+    peak: int
+    now: int
+    # When the window held more runs than were read: peaks before this moment are not computed.
+    exact_since: datetime | None
+
+
+def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurrency:
+    """The most runs executing at once in each bucket (a sweep over starts and ends), and now.
+
+    Reads runs that ended inside the window (process_status_finished_idx) and those running now.
+    """
+    starts = window_buckets(window=window, now=now, zone=zone)
+    window_start = starts[0]
+    finished = list(
+        Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=window_start, started_at__isnull=False)
+        .order_by("-finished_at").values_list("started_at", "finished_at")[:CONCURRENCY_ROWS_LIMIT]
+    )
+    exact_since = None
+    if len(finished) >= CONCURRENCY_ROWS_LIMIT:
+        # Runs that ended before the earliest end read are missing: only later buckets are exact.
+        earliest_end = min(end for _, end in finished)
+        starts = [start for start in starts if start >= earliest_end] or [starts[-1]]
+        exact_since = starts[0]
+        window_start = starts[0]
+        finished = [(started, ended) for started, ended in finished if ended > window_start]
+    running = list(
+        Process.objects.filter(status=ProcessStatus.RUNNING, started_at__isnull=False)
+        .order_by().values_list("started_at", flat=True)[:CONCURRENCY_ROWS_LIMIT]
+    )
+    events: list[tuple[datetime, int]] = []
+    for started, finished_at in finished:
+        events.append((max(started, window_start), 1))
+        events.append((finished_at, -1))
+    for started in running:
+        events.append((max(started, window_start), 1))
+    events.sort(key=lambda event: (event[0], event[1]))  # an end before a start at the same instant
+    peaks = [0] * len(starts)
+    level = 0
+    event_iter = iter(events)
+    pending = next(event_iter, None)
+    # The level at each bucket's start counts as that bucket's floor; each rise inside it may peak.
+    for index, start in enumerate(starts):
+        while pending is not None and pending[0] < start:
+            level += pending[1]
+            pending = next(event_iter, None)
+        peaks[index] = max(peaks[index], level)
+        end = starts[index + 1] if index + 1 < len(starts) else now
+        while pending is not None and pending[0] < end:
+            level += pending[1]
+            peaks[index] = max(peaks[index], level)
+            pending = next(event_iter, None)
+    return Concurrency(
+        peaks=list(zip(starts, peaks, strict=True)), peak=max(peaks, default=0), now=len(running),
+        exact_since=exact_since,
+    )
+
+
+@dataclass
+class JobFigure:
+    job_id: int
+    job_name: str
+    runs: int
+    value: float  # seconds (slowest) or failures (most failing)
+    extra: float = 0.0  # longest seconds (slowest) or failure share (most failing)
+
+
+def _job_names(job_ids) -> dict[int, str]:
+    return dict(Job.objects.filter(pk__in=list(job_ids)).values_list("pk", "name"))
+
+
+def slowest_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[JobFigure]:
+    """Jobs by mean duration of their successful runs that ended in the window."""
+    duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    rows = list(
+        Process.objects.filter(
+            status=ProcessStatus.SUCCEEDED, finished_at__gte=now - window.span, started_at__isnull=False
+        ).values("job_id").annotate(runs=Count("id"), mean=Avg(duration), longest=Max(duration))
+        .order_by("-mean", "job_id")[:limit]
+    )
+    names = _job_names(row["job_id"] for row in rows)
+    return [
+        JobFigure(job_id=row["job_id"], job_name=names.get(row["job_id"], f"#{row['job_id']}"), runs=row["runs"],
+                  value=row["mean"].total_seconds(), extra=row["longest"].total_seconds())
+        for row in rows
+    ]
+
+
+def most_failing_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[JobFigure]:
+    """Jobs by number of failed runs that ended in the window, with their failure share."""
+    rows = list(
+        Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=now - window.span)
+        .values("job_id").annotate(runs=Count("id"), failed=Count("id", filter=Q(status=ProcessStatus.FAILED)))
+        .filter(failed__gt=0).order_by("-failed", "job_id")[:limit]
+    )
+    names = _job_names(row["job_id"] for row in rows)
+    return [
+        JobFigure(job_id=row["job_id"], job_name=names.get(row["job_id"], f"#{row['job_id']}"), runs=row["runs"],
+                  value=row["failed"], extra=row["failed"] / row["runs"])
+        for row in rows
+    ]

@@ -115,6 +115,9 @@ class Process(models.Model):
                 fields=["id"], name="process_to_finalize_idx",
                 condition=Q(finalized_at__isnull=True, status__in=FINISHED_STATUSES),
             ),
+            # A job's newest runs: the job page's grid and chart (WHERE job_id = ? ORDER BY id DESC
+            # LIMIT n) and the jobs list's "last run" column (one such probe per job on the page).
+            models.Index(fields=["job", "-id"], name="process_job_newest_idx"),
         ]
 
     def __str__(self) -> str:
@@ -135,6 +138,8 @@ class TaskStatus(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    # A step still running when its process was cancelled: stopped on request, not broken.
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class Task(models.Model):

@@ -215,3 +215,19 @@ def test_jobs_list_filters_by_last_run_from_the_url(admin_client, make_job):
     assert shown == {"failing job"}
     shown = {job.name for job in admin_client.get(url + "?last_run=never").context["cl"].result_list}
     assert shown == {"new job"}
+
+
+def test_jobs_list_page_costs_the_same_queries_for_two_jobs_or_eight(admin_client, make_job):
+    def listing_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(reverse("admin:jobs_job_changelist")).status_code == 200
+        return len(queries)
+
+    for _ in range(2):
+        run_with_steps(make_job(), ProcessStatus.SUCCEEDED, [("a", TaskStatus.SUCCEEDED)])
+    two = listing_queries()
+    for _ in range(6):
+        job = make_job()
+        run_with_steps(job, ProcessStatus.FAILED, [("a", TaskStatus.FAILED)])
+        Schedule.objects.create(job=job, cron="0 6 * * *", timezone="UTC")
+    assert listing_queries() == two

@@ -22,8 +22,7 @@ from django.utils import timezone
 from jobs.models import Job, Schedule
 from processes.models import Process, ProcessStatus, Task, TaskStatus, Trigger
 from processes.services import process_start
-from runner.tests.helpers import write_template
-from runner.tests.test_runner_support import wait_for
+from tests.support import wait_for, write_template
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('jobs', '0002_schedule_driver_window_next_fire'),
-        ('processes', '0003_process_bulk_key_one_active_rerun'),
+        ('processes', '0004_idempotency_record'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

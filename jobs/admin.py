@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseRedirect
+from django.db.models import OuterRef, Subquery
+from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path, reverse, reverse_lazy
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from jobs import services
-from jobs.models import RUN_COUNT_CAP, Job, Schedule
-from jobtarget_batch.admin_tools import LinesField, format_duration
+from jobs.admin_forms import (
+    ScheduleAdminForm,
+    TemplateInput,
+    numeric_fields_use_one_message,
+    template_must_exist,
+)
+from jobs.models import RUN_COUNT_CAP, Job, Schedule, ScheduleDriver
+from jobtarget_batch.admin_tools import LinesField, date_time_html, format_duration
 from jobtarget_batch.queries import capped_label
-from processes.models import Trigger
+from processes.admin import ConsoleMedia, status_badge
+from processes.admin_charts import duration_chart_svg
+from processes.models import ACTIVE_STATUSES, Process, ProcessStatus, Trigger
+from processes.run_history import LIST_DAYS, job_duration_series, job_figures, job_run_grid, jobs_list_rows
 from processes.services import ProcessRefused, process_start
 from runner.log_retention import log_remover
 
@@ -41,6 +52,18 @@ class JobAdminForm(forms.ModelForm):
     class Meta:
         model = Job
         fields = "__all__"
+        widgets = {"template": TemplateInput(upload_url=reverse_lazy("admin:jobs_job_upload_template"))}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        numeric_fields_use_one_message(self)
+
+    def clean_template(self):
+        template = (self.cleaned_data.get("template") or "").strip()
+        # Checked when the path is typed or changed, so a job whose file went missing can still be disabled.
+        if template and "template" in self.changed_data:
+            template_must_exist(template)
+        return template
 
 
 class ScheduleDisplay:
@@ -69,16 +92,22 @@ def _next_fires_html(schedule: Schedule):
 
 class ScheduleInline(ScheduleDisplay, admin.TabularInline):
     model = Schedule
+    form = ScheduleAdminForm
     extra = 0
-    fields = ["cron", "timezone", "driver", "enabled", "start_at", "end_at", "in_words", "next_fires", "last_fired_at",
-              "remote_error"]
-    readonly_fields = ["in_words", "next_fires", "last_fired_at", "remote_error"]
+    # The start and end dates, the last firing and EventBridge errors are on the schedule's own page
+    # (the "change" link on each row): with them the table is wider than a laptop screen.
+    fields = ["cron", "timezone", "driver", "enabled", "in_words", "next_fires"]
+    readonly_fields = ["in_words", "next_fires"]
+    show_change_link = True
 
 
 @admin.register(Schedule)
 class ScheduleAdmin(ScheduleDisplay, admin.ModelAdmin):
-    list_display = ["id", "job", "cron", "in_words", "timezone", "driver", "enabled", "next_fire_at", "last_fired_at",
-                    "runs_started_count"]
+    form = ScheduleAdminForm
+    Media = ConsoleMedia
+    # Compact columns so the list fits a laptop screen; the full driver and firing history are on each page.
+    list_display = ["cron_and_zone", "job", "in_words", "driver_short", "enabled", "next_fire", "runs_started_count"]
+    list_display_links = ["cron_and_zone"]
     list_filter = ["enabled", "driver"]
     list_select_related = ["job"]
     # Each row counts its runs (up to RUN_COUNT_CAP on an index): 50 rows keep the page quick.
@@ -109,6 +138,19 @@ class ScheduleAdmin(ScheduleDisplay, admin.ModelAdmin):
             services.schedule_delete(schedule=schedule)
 
 
+    @admin.display(description="cron", ordering="cron")
+    def cron_and_zone(self, schedule: Schedule):
+        return format_html('<code class="jtb-nowrap">{}</code><br><span class="jtb-muted">{}</span>',
+                           schedule.cron, schedule.timezone)
+
+    @admin.display(description="driver", ordering="driver")
+    def driver_short(self, schedule: Schedule) -> str:
+        return "EventBridge" if schedule.driver == ScheduleDriver.EVENTBRIDGE else "beat"
+
+    @admin.display(description="next fire", ordering="next_fire_at")
+    def next_fire(self, schedule: Schedule):
+        return date_time_html(schedule.next_fire_at)
+
     @admin.display(description="runs started", ordering="runs_started_count")
     def runs_started_count(self, schedule: Schedule) -> str:
         return capped_label(schedule.runs_started_count, RUN_COUNT_CAP)
@@ -126,6 +168,30 @@ class ScheduleAdmin(ScheduleDisplay, admin.ModelAdmin):
               p.scheduled_for.strftime("%Y-%m-%d %H:%M %Z") if p.scheduled_for else "", p.get_status_display())
              for p in recent),
         )
+
+
+class LastRunFilter(admin.SimpleListFilter):
+    """Jobs by how their newest run went; like every admin filter it lives in the URL (?last_run=failed),
+    so a filtered list can be bookmarked and shared. One index probe per job (process_job_newest_idx)."""
+
+    title = "last run"
+    parameter_name = "last_run"
+
+    def lookups(self, request, model_admin):
+        return [("failed", "Failed"), ("succeeded", "Succeeded"), ("cancelled", "Cancelled"),
+                ("active", "Queued or running"), ("never", "Never run")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        newest = Process.objects.filter(job_id=OuterRef("pk")).order_by("-pk").values("status")[:1]
+        queryset = queryset.annotate(newest_status=Subquery(newest))
+        if value == "never":
+            return queryset.filter(newest_status__isnull=True)
+        if value == "active":
+            return queryset.filter(newest_status__in=ACTIVE_STATUSES)
+        return queryset.filter(newest_status=value)
 
 
 class TemplateUploadForm(forms.Form):
@@ -148,20 +214,83 @@ class RunForm(forms.Form):
 class JobAdmin(admin.ModelAdmin):
     form = JobAdminForm
     inlines = [ScheduleInline]
-    list_display = ["name", "enabled", "template", "concurrency_policy", "vcpus", "memory_mib", "updated_at"]
-    list_filter = ["enabled", "concurrency_policy"]
+    list_display = ["job_name", "last_run", "next_run", "runs_7d", "success_7d", "median_7d", "running_now"]
+    list_display_links = ["job_name"]
+    list_filter = [LastRunFilter, "enabled", "concurrency_policy"]
     search_fields = ["name", "description", "template"]
-    readonly_fields = ["created_at", "updated_at", "recent_runs"]
+    readonly_fields = ["created_at", "updated_at"]
     actions = ["run_now"]
+    # The run history (grid, chart, figures) heads the change page: admin/jobs/job/change_form.html.
     fieldsets = [
         (None, {"fields": ["name", "description", "enabled", "template", "python_modules"]}),
         ("Resources", {"fields": ["vcpus", "memory_mib", "gpus", "timeout_seconds", "retry_attempts", "queue"]}),
         ("Runs", {"fields": ["parameters", "environment", "concurrency_policy", "notify_emails", "tags"]}),
-        ("History", {"fields": ["recent_runs", "created_at", "updated_at"]}),
+        ("History", {"fields": ["created_at", "updated_at"]}),
     ]
+    Media = ConsoleMedia
 
     def save_model(self, request, obj, form, change):
         services.job_save(job=obj)
+        if obj.template.startswith("s3://") and "template" in form.changed_data:
+            self.message_user(
+                request,
+                f"The template {obj.template} is in S3 and was not checked now: a run fails with a clear reason "
+                "if it cannot be read. Start a run to check it.",
+                messages.WARNING,
+            )
+
+    # --- The list: one query per column for the page's jobs (processes.run_history.jobs_list_rows) ---
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        jobs = list(changelist.result_list)  # evaluated once; the template iterates these same objects
+        rows = jobs_list_rows(job_ids=[job.pk for job in jobs])
+        for job in jobs:
+            job.list_row = rows[job.pk]
+        return changelist
+
+    @admin.display(description="job", ordering="name")
+    def job_name(self, job: Job):
+        if job.enabled:
+            return job.name
+        return format_html('{} <span class="jtb-muted">(disabled)</span>', job.name)
+
+    @admin.display(description="last run")
+    def last_run(self, job: Job):
+        row = job.list_row
+        if row.last_status is None:
+            return "never"
+        return format_html('{}<br><span class="jtb-muted">{}</span>',
+                           status_badge(row.last_status, ProcessStatus(row.last_status).label),
+                           date_time_html(row.last_at))
+
+    @admin.display(description="next run")
+    def next_run(self, job: Job):
+        if not job.enabled:
+            return "—"
+        next_at = job.list_row.next_run
+        return date_time_html(next_at) if next_at else "—"
+
+    @admin.display(description=f"runs ({LIST_DAYS} d)")
+    def runs_7d(self, job: Job) -> int:
+        return job.list_row.runs
+
+    @admin.display(description=f"success ({LIST_DAYS} d)")
+    def success_7d(self, job: Job) -> str:
+        rate = job.list_row.success_rate
+        return "—" if rate is None else f"{rate * 100:.0f} %"
+
+    @admin.display(description=f"median ({LIST_DAYS} d)")
+    def median_7d(self, job: Job) -> str:
+        seconds = job.list_row.median_seconds
+        return "—" if seconds is None else format_duration(timedelta(seconds=seconds))
+
+    @admin.display(description="running")
+    def running_now(self, job: Job):
+        running = job.list_row.running
+        if not running:
+            return "0"
+        url = reverse("admin:processes_process_changelist") + "?" + urlencode({"job": job.pk, "status__exact": "running"})
+        return format_html('<a href="{}">{}</a>', url, running)
 
     def save_formset(self, request, form, formset, change):
         instances = formset.save(commit=False)
@@ -218,26 +347,6 @@ class JobAdmin(admin.ModelAdmin):
                               "background.", messages.SUCCESS)
         for reason in refused:
             self.message_user(request, reason, messages.ERROR)
-
-    @admin.display(description="recent runs")
-    def recent_runs(self, obj: Job):
-        if obj.pk is None:
-            return "—"
-        runs = list(obj.processes.order_by("-pk")[:RECENT_RUNS])
-        if not runs:
-            return "No runs yet."
-        return format_html(
-            "<table><tr><th>Process</th><th>Status</th><th>Trigger</th><th>Created</th><th>Duration</th></tr>{}</table>",
-            format_html_join(
-                "", "<tr><td><a href=\"{}\">#{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                (
-                    (reverse("admin:processes_process_change", args=[run.pk]), run.pk, run.get_status_display(),
-                     run.get_trigger_display(), run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                     format_duration(run.duration))
-                    for run in runs
-                ),
-            ),
-        )
 
     @admin.action(description="Run now", permissions=["run"])
     def run_now(self, request, queryset):
@@ -298,10 +407,18 @@ class JobAdmin(admin.ModelAdmin):
     # its own short transaction by job_save.
     def upload_template_view(self, request, job_id: int | None = None):
         job = get_object_or_404(Job, pk=job_id) if job_id else None
-        allowed = self.has_change_permission(request, job) if job else self.has_add_permission(request)
+        wants_json = "application/json" in request.headers.get("Accept", "")
+        if job:
+            allowed = self.has_change_permission(request, job)
+        elif wants_json:  # the file picker beside the template field, on the Add and the Change form
+            allowed = self.has_add_permission(request) or self.has_change_permission(request)
+        else:
+            allowed = self.has_add_permission(request)
         if not allowed:
             raise PermissionDenied
         form = TemplateUploadForm(request.POST or None, request.FILES or None)
+        if wants_json and request.method == "POST" and job is None:
+            return self._upload_template_json(form)
         if request.method == "POST" and form.is_valid():
             from runner.template_upload import template_store
 
@@ -327,7 +444,28 @@ class JobAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/jobs/job/upload_template.html", context)
 
+    def _upload_template_json(self, form: TemplateUploadForm):
+        """Store the file and answer with the path; the form it came from is saved by the user."""
+        from runner.template_upload import template_store
+
+        if not form.is_valid():
+            return JsonResponse({"errors": [m for messages_ in form.errors.values() for m in messages_]}, status=400)
+        upload = form.cleaned_data["file"]
+        try:
+            uri = template_store(filename=upload.name, content=upload.read())
+        except ValidationError as exc:
+            return JsonResponse({"errors": exc.messages}, status=400)
+        return JsonResponse({"template": uri})
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["can_run"] = bool(obj and obj.pk and self.has_run_permission(request, obj))
+        if obj and obj.pk:
+            context.update({
+                "run_grid": (grid := job_run_grid(job=obj)),
+                "grid_rows": list(zip(grid.steps, grid.rows, strict=True)),
+                "duration_chart": duration_chart_svg(job_duration_series(job=obj)),
+                "figures": job_figures(job=obj),
+            })
+        # Run now is not offered on a disabled job: it would only be refused.
+        context["can_run"] = bool(obj and obj.pk and obj.enabled and self.has_run_permission(request, obj))
         context["can_upload"] = self.has_change_permission(request, obj) if obj and obj.pk else self.has_add_permission(request)
         return super().render_change_form(request, context, add, change, form_url, obj)

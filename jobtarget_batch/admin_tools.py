@@ -57,3 +57,30 @@ def format_duration(delta: timedelta | None) -> str:
     minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
+
+
+def elapsed_html(start, end, *, now=None):
+    """A duration for a list or page: fixed once `end` is set; while running, the time so far in a
+    span that the console script keeps ticking (`data-elapsed-since`)."""
+    from django.utils import timezone
+    from django.utils.html import format_html
+
+    if start is None:
+        return "—"
+    if end is not None:
+        return format_duration(end - start)
+    so_far = (now or timezone.now()) - start
+    return format_html('<span class="jtb-elapsed" data-elapsed-since="{}" title="running for">{}</span>',
+                       start.isoformat(), format_duration(so_far))
+
+
+def date_time_html(moment):
+    """Date, then time with seconds and zone, which may wrap onto two lines in a narrow column."""
+    from django.utils import timezone
+    from django.utils.html import format_html
+
+    if moment is None:
+        return "—"
+    local = timezone.localtime(moment)
+    return format_html('<span class="jtb-nowrap">{}</span> <span class="jtb-nowrap">{}</span>',
+                       local.strftime("%Y-%m-%d"), local.strftime("%H:%M:%S %Z"))

@@ -7,17 +7,20 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from jobs.models import Job
-from jobtarget_batch.admin_tools import CappedCountPaginator, format_duration
-from processes.models import Process, ProcessStatus, Task
+from jobtarget_batch.admin_tools import CappedCountPaginator, date_time_html, elapsed_html, format_duration
+from processes import admin_live
+from processes.live import process_live_state, processes_live_state
+from processes.models import Process, ProcessStatus, Task, TaskStatus
 from processes.search import process_search_filter, task_search_filter
-from processes.selectors import process_log_tail
+from processes.selectors import process_log_tail_chunk
 from processes.services import ProcessRefused, process_cancel, process_rerun
+from processes.timeline import process_timeline
+from processes.tracebacks import traceback_without_runner_frames
 
 STATUS_COLOURS = {
     ProcessStatus.QUEUED: "#777",
@@ -30,7 +33,15 @@ STATUS_COLOURS = {
 
 
 def status_badge(status: str, label: str):
-    return format_html('<strong style="color:{}">{}</strong>', STATUS_COLOURS.get(status, "#000"), label)
+    return format_html('<strong class="jtb-status jtb-s-{}" style="color:{}">{}</strong>', status,
+                       STATUS_COLOURS.get(status, "#000"), label)
+
+
+class ConsoleMedia:
+    """The console's stylesheet and script (live updates, confirmations), served from this app."""
+
+    css = {"all": ["processes/console.css"]}
+    js = ["processes/console.js"]
 
 
 class JobFilter(admin.SimpleListFilter):
@@ -52,7 +63,8 @@ class TaskInline(admin.TabularInline):
     model = Task
     extra = 0
     can_delete = False
-    fields = ["sequence", "name", "status_badge", "started_at", "finished_at", "task_duration", "error", "traceback_text"]
+    # Tracebacks are shown full width below the steps (the change form template), not in a narrow cell.
+    fields = ["sequence", "name", "status_badge", "started_at", "finished_at", "task_duration", "error"]
     readonly_fields = fields
     ordering = ["sequence"]
 
@@ -67,14 +79,9 @@ class TaskInline(admin.TabularInline):
         return status_badge(task.status, task.get_status_display())
 
     @admin.display(description="duration")
-    def task_duration(self, task: Task) -> str:
-        return format_duration(task.duration)
-
-    @admin.display(description="traceback")
-    def traceback_text(self, task: Task):
-        if not task.traceback:
-            return "—"
-        return format_html("<details><summary>show</summary><pre style=\"white-space:pre-wrap\">{}</pre></details>", task.traceback)
+    def task_duration(self, task: Task):
+        return elapsed_html(task.started_at, task.finished_at) if task.status == TaskStatus.RUNNING else (
+            format_duration(task.duration))
 
 
 @admin.register(Process)
@@ -105,6 +112,7 @@ class ProcessAdmin(admin.ModelAdmin):
     # The log comes after the tasks (see the change form template), so it is not in a fieldset.
     readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
     change_form_template = "admin/processes/process/change_form.html"
+    Media = ConsoleMedia
 
     def get_search_results(self, request, queryset, search_term):
         return queryset.filter(process_search_filter(term=search_term)), False
@@ -127,14 +135,14 @@ class ProcessAdmin(admin.ModelAdmin):
         return status_badge(process.status, label)
 
     @admin.display(description="duration")
-    def run_duration(self, process: Process) -> str:
-        return format_duration(process.duration)
+    def run_duration(self, process: Process):
+        # A running process shows the time so far, ticking on the page.
+        return elapsed_html(process.started_at, process.finished_at)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, process: Process):
         # Compact and on one line, so the reason column fits beside the filters on a laptop screen.
-        return format_html('<span style="white-space:nowrap">{}</span>',
-                           timezone.localtime(process.created_at).strftime("%Y-%m-%d %H:%M"))
+        return date_time_html(process.created_at)
 
     @admin.display(description="reason")
     def short_reason(self, process: Process):
@@ -143,31 +151,58 @@ class ProcessAdmin(admin.ModelAdmin):
         # One line per row: the whole reason is in the tooltip and on the process page.
         return format_html('<span title="{}" style="white-space:nowrap">{}</span>', reason, short)
 
-    @admin.display(description="log (last 20 kB)")
-    def log_tail(self, process: Process):
+    def log_tail(self, process: Process) -> dict:
+        """The last 20 kB of the log and the offset the page follows on from."""
         try:
-            text = process_log_tail(process=process)
+            chunk = process_log_tail_chunk(process=process)
         except Exception as exc:  # the log store (CloudWatch) may be unreachable; the page must still load
-            text = f"The log could not be read: {exc}"
-        return format_html(
-            '<pre id="process-log" style="white-space:pre-wrap;max-height:40em;overflow:auto">{}</pre>',
-            text or "(no output yet)",
-        )
+            return {"text": f"The log could not be read: {exc}", "next_offset": 0, "truncated": False}
+        return {"text": chunk.text, "next_offset": chunk.next_offset,
+                "truncated": len(chunk.text.encode("utf-8")) < chunk.next_offset}
 
     def get_urls(self):
         return [
             path("<int:process_id>/rerun/", self.admin_site.admin_view(self.rerun_view), name="processes_process_rerun"),
             path("<int:process_id>/cancel/", self.admin_site.admin_view(self.cancel_view),
                  name="processes_process_cancel"),
+            *self.live_urls(),
             *super().get_urls(),
         ]
+
+    def live_urls(self) -> list:
+        def view(function):
+            return self.admin_site.admin_view(lambda request, **kwargs: function(self, request, **kwargs))
+
+        return [
+            path("live/", view(admin_live.processes_live_view), name="processes_process_live_list"),
+            path("<int:process_id>/live/", view(admin_live.process_live_view), name="processes_process_live"),
+            path("<int:process_id>/log/", view(admin_live.process_log_follow_view), name="processes_process_log"),
+            path("<int:process_id>/log/all/", view(admin_live.process_log_download_view),
+                 name="processes_process_log_all"),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:
+            # The page polls while one of its rows is active (processes/static/processes/console.js).
+            state = processes_live_state(process_ids=[process.pk for process in changelist.result_list])
+            response.context_data.update({"live_active": state["active"], "live_version": state["version"],
+                                          "server_now": state["now"]})
+        return response
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         can_run = bool(obj and self.has_run_permission(request, obj))
         context.update({
             "can_rerun": can_run and obj.status in (ProcessStatus.FAILED, ProcessStatus.CANCELLED),
             "can_cancel": can_run and not obj.is_finished,
-            "log_tail": self.log_tail(obj) if obj else "",
+            "log": self.log_tail(obj) if obj else {},
+            "live": process_live_state(process_id=obj.pk) if obj else None,
+            "timeline": process_timeline(process=obj) if obj else None,
+            "tracebacks": [
+                (task, traceback_without_runner_frames(task.traceback))
+                for task in obj.tasks.exclude(traceback="").order_by("sequence")
+            ] if obj else [],
         })
         return super().render_change_form(request, context, add, change, form_url, obj)
 

@@ -159,6 +159,8 @@ class TaskStatus(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    # A step still running when its process was cancelled: stopped on request, not broken.
+    CANCELLED = "cancelled", "Cancelled"
 
 
 # Every task status but succeeded (the rare ones), in a stable order for the partial index.

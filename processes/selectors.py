@@ -18,3 +18,25 @@ def process_log_tail(*, process: Process, max_bytes: int = 20_000) -> str:
     """The last `max_bytes` of the log, for the admin page."""
     text = process_log_read(process=process, offset=0, limit=10_000_000).text
     return text[-max_bytes:] if len(text) > max_bytes else text
+
+
+# Pages of the whole log: big enough to stream fast, small enough to keep the server's memory flat.
+LOG_STREAM_CHUNK = 256 * 1024
+
+
+def process_log_tail_chunk(*, process: Process, max_bytes: int = 20_000) -> LogChunk:
+    """The last `max_bytes` of the log and the offset after it: the live page follows on from there."""
+    chunk = process_log_read(process=process, offset=0, limit=10_000_000)
+    text = chunk.text[-max_bytes:] if len(chunk.text) > max_bytes else chunk.text
+    return LogChunk(text=text, next_offset=chunk.next_offset)
+
+
+def process_log_stream(*, process: Process, chunk_bytes: int = LOG_STREAM_CHUNK):
+    """The whole log as UTF-8 byte chunks, read page by page through the executor (file or CloudWatch)."""
+    offset = 0
+    while True:
+        chunk = process_log_read(process=process, offset=offset, limit=chunk_bytes)
+        if not chunk.text or chunk.next_offset <= offset:
+            return
+        yield chunk.text.encode("utf-8")
+        offset = chunk.next_offset

@@ -345,7 +345,7 @@ def process_finish(
         if not claimed:
             return False
         Task.objects.filter(process_id=process_id, status=TaskStatus.RUNNING).update(
-            status=TaskStatus.FAILED, finished_at=now,
+            status=TaskStatus.CANCELLED if status == ProcessStatus.CANCELLED else TaskStatus.FAILED, finished_at=now,
             error=failure_reason[:10_000] or "The run ended before this task finished.",
         )
     if finalize_later:

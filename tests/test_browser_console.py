@@ -1,23 +1,28 @@
-"""The operations console and the API docs in a real browser, with the internet cut off.
+"""The console as an operator sees it, in headless Chromium with every request off this machine blocked.
 
-Headless Debian Chromium through Playwright; every request to a host other than the live
-server (127.0.0.1) is aborted and recorded, so a page that still needs a CDN fails here.
-Screenshots go to var/screenshots/ (JTB_SCREENSHOT_DIR), for people to look at.
+A process page follows its run live (status, steps, log) without a reload; the job page's grid and
+the process page's timeline show one cell or bar per run-step; no page scrolls sideways at 1280×800.
+Screenshots of every page are written to var/test-output/screenshots/ (JTB_SCREENSHOT_DIR) for a
+person to look at.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import time
+import threading
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
+
+from jobs.models import Job, Schedule
+from processes.models import Process, ProcessStatus, Task, TaskStatus, Trigger
+from processes.services import process_start
+from tests.support import wait_for, write_template
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -26,245 +31,285 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 PASSWORD = "correct horse battery"
-REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 
 def screenshot_dir() -> Path:
-    folder = Path(os.environ.get("JTB_SCREENSHOT_DIR", settings.BASE_DIR / "var" / "screenshots"))
+    folder = Path(os.environ.get("JTB_SCREENSHOT_DIR") or settings.DATA_DIR / "test-output" / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def wait_until(condition, *, timeout: float = 60, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 @pytest.fixture
-def offline_browser(monkeypatch):
-    """A 1280×800 page whose requests outside 127.0.0.1 are aborted (their URLs are in `.blocked`)."""
+def browser():
+    """A 1280×800 page; requests to any host but this machine are aborted and remembered."""
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Chromium is not installed (CI=true)")
+            pytest.fail("Chromium is not installed (CI=true: .ci/run installs it)")
         pytest.skip("Chromium is not installed (apt-get install chromium)")
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls here are plain sync.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls here are plain sync.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    blocked: list[str] = []
+
+    def only_local(route):
+        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        blocked: list[str] = []
-
-        def only_loopback(route):
-            if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
-                route.continue_()
-            else:
-                blocked.append(route.request.url)
-                route.abort()
-
-        context.route("**/*", only_loopback)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = chromium.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(60_000)
+        context.route("**/*", only_local)
         page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.blocked = blocked
+        page.on("dialog", lambda dialog: dialog.accept())
         yield page
-        browser.close()
+        chromium.close()
+    assert not blocked, f"the pages asked for something off this machine: {blocked}"
 
 
-def sign_in(page, live_server, username: str, next_url: str = "/admin/") -> None:
-    page.goto(f"{live_server.url}/admin/login/?next={next_url}")
-    page.fill("#id_username", username)
+def log_in(page, live_server, django_user_model, next_path: str) -> None:
+    django_user_model.objects.create_superuser("ada", "ada@example.com", PASSWORD)
+    page.goto(f"{live_server.url}/admin/login/?next={next_path}")
+    page.fill("#id_username", "ada")
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_load_state()
 
 
-def no_horizontal_scroll(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+def sideways_scrollers(page) -> list[str]:
+    """The page, and every box inside it (the admin's result table, an inline), wider than its window."""
+    return page.evaluate("""() => {
+        const found = [];
+        const root = document.documentElement;
+        if (root.scrollWidth > root.clientWidth) found.push("page: " + root.scrollWidth + " px");
+        for (const el of document.querySelectorAll("body *")) {
+            const style = getComputedStyle(el);
+            if (!["auto", "scroll"].includes(style.overflowX) || el.clientWidth === 0) continue;
+            if (el.scrollWidth > el.clientWidth + 1) {
+                found.push((el.id || el.className || el.tagName) + ": " + el.scrollWidth + " > " + el.clientWidth);
+            }
+        }
+        return found;
+    }""")
 
 
-def _history(make_job):
-    """A small, known history: what the dashboard must count."""
-    from jobs.models import Schedule
-    from processes.models import Process, ProcessStatus, Task, TaskStatus, Trigger
-
-    now = timezone.now()
-    sales = make_job(name="Nightly sales export")
-    etl = make_job(name="Warehouse ETL with a rather long name that must wrap instead of widening the page")
-
-    def run(job, status, *, ago, took=None, **fields):
-        process = Process.objects.create(job=job, status=status, trigger=Trigger.SCHEDULE, snapshot={}, **fields)
-        started = now - ago
-        finished = started + took if took is not None else None
-        Process.objects.filter(pk=process.pk).update(created_at=started, started_at=started, finished_at=finished)
-        return process
-
-    for hours in range(1, 6):
-        run(sales, ProcessStatus.SUCCEEDED, ago=timedelta(hours=hours), took=timedelta(minutes=4),
-            estimated_cost=Decimal("0.125"))
-    for hours in (2, 5):
-        run(etl, ProcessStatus.FAILED, ago=timedelta(hours=hours), took=timedelta(minutes=1),
-            failure_reason="Task 'load' failed: psycopg.errors.UniqueViolation: duplicate key value violates "
-            "unique constraint \"orders_pkey\" DETAIL: Key (id)=(4711) already exists.",
-            estimated_cost=Decimal("0.01"))
-    run(etl, ProcessStatus.FAILED, ago=timedelta(days=3), took=timedelta(minutes=1), failure_reason="old failure")
-    running = run(sales, ProcessStatus.RUNNING, ago=timedelta(minutes=2))
-    Task.objects.create(process=running, sequence=1, name="extract", status=TaskStatus.RUNNING, started_at=now)
-    Process.objects.create(job=etl, status=ProcessStatus.SUBMITTED, trigger=Trigger.MANUAL, snapshot={},
-                           executor="aws_batch", executor_state="RUNNABLE")
-    Process.objects.create(job=etl, status=ProcessStatus.QUEUED, held=True, trigger=Trigger.MANUAL, snapshot={})
-    Schedule.objects.create(job=sales, cron="30 1 * * *", timezone="Europe/Berlin",
-                            next_fire_at=now + timedelta(hours=3))
-    return running
+def shoot(page, name: str) -> Path:
+    path = screenshot_dir() / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    # What a person sees first, at 1280×800 (the README's tour uses these).
+    page.screenshot(path=str(screenshot_dir() / f"{name}-window.png"))
+    return path
 
 
-def figures(page) -> dict[str, str]:
-    return page.evaluate(
-        "Object.fromEntries([...document.querySelectorAll('[data-figure]')]"
-        ".map(e => [e.dataset.figure, e.textContent.replace(/[()]/g, '').trim()]))"
+WAITING_TEMPLATE = """
+import time
+from pathlib import Path
+
+def main(ctx):
+    flag = Path(ctx.params["flag"])
+    with ctx.task("wait for the signal"):
+        tick = 0
+        while not flag.exists():
+            tick += 1
+            print(f"tick {tick}", flush=True)
+            time.sleep(0.3)
+    with ctx.task("finish"):
+        print("all done", flush=True)
+"""
+
+
+@pytest.fixture
+def local_runs(tmp_path, settings, subprocess_env, monkeypatch):
+    """Runs go through the local executor's watcher, started by the test in a thread."""
+    root = tmp_path / "templates"
+    root.mkdir()
+    settings.JTB_TEMPLATE_ROOT = root
+    for name, value in {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root)}.items():
+        monkeypatch.setenv(name, value)
+    return root
+
+
+def test_process_page_follows_its_run_to_succeeded_and_its_log_grows_without_a_reload(
+    live_server, django_user_model, browser, local_runs, tmp_path, no_dispatch,
+):
+    from runner.executors.local.watch import local_run
+
+    write_template(local_runs, "waiting.py", WAITING_TEMPLATE)
+    job = Job.objects.create(name="Live report", template="waiting.py", memory_mib=512)
+    flag = tmp_path / "flag"
+    process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"flag": str(flag)})
+    runner = threading.Thread(target=local_run, kwargs={"process_id": process.pk}, daemon=True)
+    runner.start()
+    try:
+        follow_the_run(page=browser, live_server=live_server, django_user_model=django_user_model, process=process,
+                       flag=flag)
+    finally:
+        flag.write_text("go")  # the run ends whatever happened, before the test database goes
+        runner.join(timeout=120)
+
+
+def follow_the_run(*, page, live_server, django_user_model, process, flag) -> None:
+    wait_for(lambda: Task.objects.filter(process=process, name="wait for the signal").exists(), timeout=120)
+
+    log_in(page, live_server, django_user_model, f"/admin/processes/process/{process.pk}/change/")
+    page.wait_for_selector("#jtb-live[data-live-active=true]", state="attached")
+    assert "Running" in page.locator("div.field-status_badge").inner_text()
+    # The page itself is never reloaded: a marker set now must still be there at the end.
+    page.evaluate("window.__sameDocument = true")
+    log = page.locator("#process-log")
+    page.wait_for_function("document.getElementById('process-log').textContent.includes('tick')")
+    first = len(log.inner_text())
+    page.wait_for_function(f"document.getElementById('process-log').textContent.length > {first + 10}")
+    elapsed = page.locator(".field-run_duration [data-elapsed-since]")
+    assert elapsed.count() == 1, "a running process shows its elapsed time"
+    before = elapsed.inner_text()
+    page.wait_for_function(
+        "(before) => document.querySelector('.field-run_duration [data-elapsed-since]').textContent !== before", arg=before,
     )
+    shoot(page, "process-running")
+    # The list, open in a second tab, follows the same run.
+    listing = page.context.new_page()
+    listing.goto(f"{live_server.url}/admin/processes/process/")
+    listing.wait_for_selector("#jtb-live[data-live-active=true]", state="attached")
+    listing.evaluate("window.__sameDocument = true")
+    assert "Running" in listing.locator("#result_list td.field-status_badge").inner_text()
+    shoot(listing, "process-list-running")
+
+    flag.write_text("go")
+    page.wait_for_function(
+        "document.querySelector('div.field-status_badge').textContent.includes('Succeeded')", timeout=120_000,
+    )
+    page.wait_for_function("document.getElementById('process-log').textContent.includes('all done')")
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.locator("#jtb-live").get_attribute("data-live-active") == "false"
+    tasks = page.locator("#tasks-group").inner_text()
+    assert "wait for the signal" in tasks and "finish" in tasks
+    assert page.locator("#jtb-timeline .jtb-gantt-bar.jtb-s-succeeded").count() == 2
+    listing.wait_for_function(
+        "document.querySelector('#result_list td.field-status_badge').textContent.includes('Succeeded')")
+    assert listing.evaluate("window.__sameDocument") is True
+    assert "data-elapsed-since" not in listing.locator("#result_list td.field-run_duration").inner_html()
+    shoot(page, "process-succeeded")
+
+    # The whole log opens as text.
+    whole = page.request.get(f"{live_server.url}/admin/processes/process/{process.pk}/log/all/")
+    assert whole.ok and "tick 1\n" in whole.text() and "all done" in whole.text()
 
 
-def test_dashboard_numbers_match_the_database_and_fit_a_laptop_screen(
-    live_server, django_user_model, make_job, offline_browser
-):
-    from processes.models import ACTIVE_STATUSES, Process, ProcessStatus
+FAILING_TRACEBACK = """Traceback (most recent call last):
+  File "/tmp/run/jtb_child.py", line 66, in task
+    yield
+  File "/tmp/run/template.py", line 9, in main
+    total = sum(float(row["amount"]) for row in rows)
+ValueError: could not convert string to float: 'oops'
+"""
 
-    django_user_model.objects.create_superuser("ada", "ada@example.com", PASSWORD)
-    _history(make_job)
-    page = offline_browser
-    sign_in(page, live_server, "ada")
-    page.wait_for_selector("#console")
 
+def seeded_history() -> tuple[Job, dict[str, Process]]:
+    """A scheduled job with twelve runs a day apart: mostly three steps that succeed, two failures at
+    "transform", one run cancelled in "extract"; the newest run failed."""
+    job = Job.objects.create(name="Nightly sales export", template="examples/hello.py", memory_mib=512)
+    Schedule.objects.create(job=job, cron="30 1 * * MON-FRI", timezone="Europe/Paris",
+                            description="Before the morning meeting")
+    reason = "Task 'transform' failed: ValueError: could not convert string to float: 'oops' (row 1,204 of orders.csv)"
+    plans = ["ok", "ok", "ok", "failed", "ok", "ok", "cancelled", "ok", "ok", "ok", "ok", "failed"]
     now = timezone.now()
-    day_ago = now - timedelta(hours=24)
-    shown = figures(page)
-    running = Process.objects.filter(status=ProcessStatus.RUNNING).count()
-    assert shown["running"] == str(running) == "1"
-    assert shown["waiting"] == str(Process.objects.filter(status__in=ACTIVE_STATUSES).count() - running) == "2"
-    assert shown["failed-24h"] == str(
-        Process.objects.filter(status=ProcessStatus.FAILED, finished_at__gte=day_ago).count()) == "2"
-    assert shown["succeeded-24h"] == str(
-        Process.objects.filter(status=ProcessStatus.SUCCEEDED, finished_at__gte=day_ago).count()) == "5"
-    assert shown["cost-24h"].startswith("0.65")  # 5 × 0.125 + 2 × 0.01; the 3-day-old failure is not counted
-    assert shown["concurrent-now"] == "1"
-    assert shown["runs-window"] == str(Process.objects.filter(created_at__gte=day_ago - timedelta(hours=1)).count())
-    body = page.inner_text("#console")
-    assert "Running step 1: extract" in body
-    assert "Waiting for capacity (AWS Batch: RUNNABLE)" in body
-    assert "Waiting for the job's active run to end" in body
-    assert "old failure" not in body and "duplicate key value" in body
-    assert page.locator("#console-slowest td.job").first.inner_text() == "Nightly sales export"
-    assert page.locator("#console-next td.job").first.inner_text() == "Nightly sales export"
-    assert len(page.locator("svg.console-chart rect.series-succeeded").all()) == 5
-    assert no_horizontal_scroll(page), "the dashboard scrolls sideways at 1280×800"
-    page.screenshot(path=str(screenshot_dir() / "console-dashboard.png"), full_page=True)
-
-    for window in ("7d", "30d"):
-        page.goto(f"{live_server.url}/admin/?range={window}")
-        assert figures(page)["runs-window"] == str(Process.objects.count())
-        assert no_horizontal_scroll(page), f"the {window} dashboard scrolls sideways"
-    page.screenshot(path=str(screenshot_dir() / "console-dashboard-30d.png"), full_page=True)
-    assert page.blocked == []
+    notable: dict[str, Process] = {}
+    for number, plan in enumerate(plans):
+        created = now - timedelta(days=len(plans) - number, minutes=-number)
+        steps = {"ok": [TaskStatus.SUCCEEDED] * 3, "failed": [TaskStatus.SUCCEEDED, TaskStatus.FAILED],
+                 "cancelled": [TaskStatus.CANCELLED]}[plan]
+        status = {"ok": ProcessStatus.SUCCEEDED, "failed": ProcessStatus.FAILED, "cancelled": ProcessStatus.CANCELLED}[plan]
+        process = Process.objects.create(
+            job=job, status=status, trigger=Trigger.SCHEDULE, executor="local",
+            failure_reason={"ok": "", "failed": reason, "cancelled": "Cancelled by ada."}[plan],
+        )
+        step_seconds = [20 + (number * 7) % 30, 45 + (number * 11) % 40, 15 + (number * 5) % 10]
+        begin = created + timedelta(seconds=4 + number % 3 * 6)
+        Process.objects.filter(pk=process.pk).update(created_at=created, submitted_at=created, started_at=begin)
+        for sequence, (name, task_status) in enumerate(zip(["extract", "transform", "load"], steps, strict=False), start=1):
+            end = begin + timedelta(seconds=step_seconds[sequence - 1])
+            Task.objects.create(
+                process=process, name=name, sequence=sequence, status=task_status, started_at=begin, finished_at=end,
+                error=reason if task_status == TaskStatus.FAILED else "",
+                traceback=FAILING_TRACEBACK if task_status == TaskStatus.FAILED else "",
+            )
+            begin = end + timedelta(seconds=1)
+        Process.objects.filter(pk=process.pk).update(finished_at=begin)
+        notable[plan] = process
+    other_jobs()
+    return job, notable
 
 
-def test_dashboard_updates_itself_while_a_run_is_active_then_stops(
-    live_server, django_user_model, make_job, offline_browser
-):
-    from processes.models import Process, ProcessStatus
-    from processes.services import process_finish
-
-    django_user_model.objects.create_superuser("ada", "ada@example.com", PASSWORD)
-    running = _history(make_job)
-    page = offline_browser
-    sign_in(page, live_server, "ada")
-    page.wait_for_selector("#console-live.is-live")
-    elapsed = page.locator(f'[data-live-part="running"] tr[data-process="{running.pk}"] time.elapsed')
-    first = elapsed.inner_text()
-    wait_until(lambda: elapsed.inner_text() != first, timeout=10, what="the elapsed time to tick")
-
-    process_finish(process_id=running.pk, status=ProcessStatus.SUCCEEDED)
-    Process.objects.filter(status__in=[ProcessStatus.QUEUED, ProcessStatus.SUBMITTED]).update(
-        status=ProcessStatus.CANCELLED, finished_at=timezone.now())
-
-    page.wait_for_selector('[data-live-part="running"] >> text=Nothing is running.', timeout=30_000)
-    assert figures(page)["succeeded-24h"] == "6"
-    page.wait_for_selector("#console-live:not(.is-live)")
-    assert "not updating" in page.inner_text("#console-live")
-    requests = []
-    page.on("request", lambda request: requests.append(request.url))
-    page.wait_for_timeout(5000)  # polling has stopped: nothing is fetched any more
-    assert [url for url in requests if "/console/live/" in url] == []
+def other_jobs() -> None:
+    """Neighbours on the lists: a job running now, a disabled one that never ran."""
+    hourly = Job.objects.create(name="Hourly stock sync", template="examples/hello.py", memory_mib=512)
+    Schedule.objects.create(job=hourly, cron="0 * * * *", timezone="UTC")
+    now = timezone.now()
+    for hours_ago, status in ((3, ProcessStatus.SUCCEEDED), (2, ProcessStatus.SUCCEEDED), (0, ProcessStatus.RUNNING)):
+        process = Process.objects.create(job=hourly, status=status, trigger=Trigger.SCHEDULE, executor="local")
+        begin = now - timedelta(hours=hours_ago, minutes=1)
+        Process.objects.filter(pk=process.pk).update(
+            created_at=begin, started_at=begin + timedelta(seconds=2),
+            finished_at=None if status == ProcessStatus.RUNNING else begin + timedelta(seconds=95),
+        )
+    Job.objects.create(name="Weekly cleanup", template="examples/hello.py", memory_mib=512, enabled=False)
 
 
-def test_rerun_button_asks_first_and_starts_a_linked_run(live_server, django_user_model, make_job, offline_browser):
-    from processes.models import Process, ProcessStatus
+def test_job_grid_and_process_timeline_show_one_cell_and_one_bar_per_run_step(live_server, django_user_model, browser):
+    job, runs = seeded_history()
+    failed, cancelled = runs["failed"], runs["cancelled"]
+    page = browser
+    log_in(page, live_server, django_user_model, f"/admin/jobs/job/{job.pk}/change/")
 
-    django_user_model.objects.create_superuser("ada", "ada@example.com", PASSWORD)
-    _history(make_job)
-    failed = Process.objects.filter(status=ProcessStatus.FAILED).order_by("-finished_at").first()
-    page = offline_browser
-    sign_in(page, live_server, "ada")
-    button = page.locator(f'tr[data-process="{failed.pk}"] button.rerun-button')
+    grid = page.locator("#jtb-run-grid")
+    tasks = Task.objects.filter(process__job=job).count()
+    assert grid.locator(".jtb-grid-cell").count() == tasks == 9 * 3 + 2 * 2 + 1
+    # Steps a run never had are drawn as empty cells: 12 runs × 3 steps in all.
+    assert grid.locator(".jtb-grid-empty").count() == 12 * 3 - tasks
+    assert grid.locator(".jtb-grid-cell[data-state=cancelled]").count() == 1
+    assert grid.locator(".jtb-grid-cell[data-state=failed]").count() == 2
+    assert page.locator("#jtb-success-rate").inner_text().startswith("75 %")
+    assert page.locator("#jtb-duration-chart rect.jtb-bar").count() == 12
+    assert "next run\n" in page.locator("#jtb-job-history").inner_text().lower()
+    shoot(page, "job-page")
 
-    page.once("dialog", lambda dialog: dialog.dismiss())
-    button.click()
-    page.wait_for_timeout(500)
-    assert not Process.objects.filter(rerun_of=failed).exists()
+    grid.locator(f".jtb-grid-cell[data-state=failed] a[href*='/{failed.pk}/']").click()
+    page.wait_for_selector("#jtb-timeline")
+    rows = page.locator("#jtb-timeline .jtb-gantt-row")
+    # Waiting for capacity, extract, transform, and load (which the last success had) not reached.
+    assert rows.count() == 4
+    assert rows.nth(3).get_attribute("data-state") == "not_reached"
+    assert "load" in rows.nth(3).inner_text() and "Not reached" in rows.nth(3).inner_text()
+    traceback = page.locator("#jtb-tracebacks").inner_text()
+    assert "template.py" in traceback and "ValueError" in traceback
+    assert "jtb_child.py" not in traceback
+    shoot(page, "process-failed")
 
-    page.once("dialog", lambda dialog: dialog.accept())
-    button.click()
-    page.wait_for_selector("text=Started rerun")
-    rerun = Process.objects.get(rerun_of=failed)
-    assert page.locator(f'tr[data-process="{failed.pk}"] >> text=Rerun #{rerun.pk}').count() == 1
-    page.screenshot(path=str(screenshot_dir() / "console-rerun.png"))
+    page.goto(f"{live_server.url}/admin/processes/process/{cancelled.pk}/change/")
+    assert "Cancelled" in page.locator("#tasks-group").inner_text()
+    assert page.locator("#jtb-timeline .jtb-gantt-bar.jtb-s-cancelled").count() == 1
 
 
-def test_swagger_ui_and_redoc_render_offline_and_try_it_out_runs_a_job(
-    live_server, django_user_model, make_job, offline_browser
-):
-    from rest_framework.authtoken.models import Token
-
-    from processes.models import Process
-
-    user = django_user_model.objects.create_superuser("ada", "ada@example.com", PASSWORD)
-    token = Token.objects.create(user=user)
-    job = make_job(name="API hello")
-    page = offline_browser
-
-    page.goto(f"{live_server.url}/api/docs/")
-    page.wait_for_selector(".swagger-ui .info .title >> text=JobTarget Batch API")
-    page.click(".swagger-ui .auth-wrapper .authorize")
-    schemes = page.locator(".swagger-ui .auth-container h4")
-    assert "tokenAuth" in schemes.first.inner_text()
-    page.locator(".swagger-ui .auth-container").first.locator("input").fill(f"Token {token.key}")
-    page.locator(".swagger-ui .auth-container").first.locator("button.authorize").click()
-    page.click(".swagger-ui .dialog-ux .close-modal")
-    operation = page.locator("#operations-jobs-jobs_run_create")
-    operation.locator(".opblock-summary").click()
-    operation.locator("button.try-out__btn").click()
-    operation.locator("input[placeholder='id']").fill(str(job.pk))
-    operation.locator("textarea.body-param__text").fill('{"parameters": {"name": "docs"}}')
-    operation.locator("button.execute").click()
-    status = operation.locator(".live-responses-table tbody td.response-col_status").first
-    wait_until(lambda: status.inner_text().strip().isdigit(), what="the Try it out response")
-    assert status.inner_text().strip() == "202"  # the run endpoint accepts the run; it starts in the background
-    assert Process.objects.get(job=job).parameters == {"name": "docs"}
-    assert no_horizontal_scroll(page), "Swagger UI scrolls sideways at 1280×800"
-    status.scroll_into_view_if_needed()
-    page.screenshot(path=str(screenshot_dir() / "api-docs-swagger.png"))
-
-    page.goto(f"{live_server.url}/api/redoc/")
-    page.wait_for_selector("h1 >> text=JobTarget Batch API")
-    page.locator("h2", has_text="Run the job now").first.wait_for()
-    page.screenshot(path=str(screenshot_dir() / "api-docs-redoc.png"))
-    # ReDoc's "API docs by Redocly" logo is the one request out; it hides itself when it fails.
-    asked = [url for url in page.blocked if url != REDOC_LOGO]
-    assert asked == [], f"the docs asked the internet for {asked}"
+@pytest.mark.parametrize("path, name", [
+    ("/admin/jobs/job/", "jobs-list"),
+    ("/admin/jobs/job/{job}/change/", "job-page-wide"),
+    ("/admin/jobs/job/add/", "job-add"),
+    ("/admin/processes/process/", "process-list"),
+    ("/admin/processes/process/{failed}/change/", "process-page-wide"),
+    ("/admin/jobs/schedule/", "schedule-list"),
+])
+def test_no_page_scrolls_sideways_at_1280_by_800(live_server, django_user_model, browser, path, name):
+    job, runs = seeded_history()
+    failed = runs["failed"]
+    page = browser
+    log_in(page, live_server, django_user_model, path.format(job=job.pk, failed=failed.pk))
+    page.wait_for_selector("#content")
+    shoot(page, name)
+    assert sideways_scrollers(page) == [], f"{path} scrolls sideways at 1280×800"

@@ -1,0 +1,107 @@
+"""The timeline (Gantt) of one run: waiting for capacity, installing modules, each step.
+
+Read by the process page. Steps the job's last successful run had but this run never reached are
+listed after the others ("not reached" once the run has ended, "not started yet" while it runs), so
+an operator sees at a glance where a failed run stopped. Three queries, whatever the history size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from processes.models import Process, ProcessStatus, Task
+
+# The step the runner records while it installs the job's Python modules (runner.runtime.INSTALL_TASK).
+INSTALL_TASK_NAME = "install modules"
+
+WAITING = "waiting for capacity"
+INSTALLING = "installing modules"
+
+
+@dataclass(frozen=True)
+class TimelineBar:
+    label: str
+    # succeeded, failed, running, cancelled, waiting, done (a phase that ended), not_reached, pending
+    state: str
+    state_label: str
+    start: datetime | None
+    end: datetime | None
+    # Position on the time axis in percent of the run's span; None for steps without times.
+    left: float | None
+    width: float | None
+    task_id: int | None = None
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.start and self.end:
+            return self.end - self.start
+        return None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    start: datetime
+    end: datetime
+    bars: list[TimelineBar]
+    # True while the run is active: the open bars end "now" and grow on the next refresh.
+    live: bool
+
+    @property
+    def span(self) -> timedelta:
+        return self.end - self.start
+
+
+def _previous_success_steps(process: Process, seen: set[str]) -> list[str]:
+    last_success = (
+        Process.objects.filter(job_id=process.job_id, status=ProcessStatus.SUCCEEDED, pk__lt=process.pk)
+        .order_by("-pk").values("pk")[:1]
+    )
+    names = Task.objects.filter(process_id__in=last_success).order_by("sequence").values_list("name", flat=True)
+    return [name for name in names if name not in seen and name != INSTALL_TASK_NAME]
+
+
+def process_timeline(*, process: Process, now: datetime | None = None) -> Timeline:
+    now = now or timezone.now()
+    live = not process.is_finished
+    start = process.created_at
+    end = process.finished_at or now
+    if end <= start:
+        end = start + timedelta(seconds=1)
+    span = (end - start).total_seconds()
+
+    def place(begin: datetime | None, finish: datetime | None) -> tuple[float | None, float | None]:
+        if begin is None:
+            return None, None
+        finish = finish or end
+        left = max(0.0, min(100.0, (begin - start).total_seconds() / span * 100))
+        width = max(0.0, min(100.0 - left, (finish - begin).total_seconds() / span * 100))
+        return round(left, 3), round(width, 3)
+
+    bars: list[TimelineBar] = []
+    wait_end = process.started_at or process.finished_at
+    if wait_end is None:
+        wait_state, wait_label = "waiting", "Waiting" + (" for the active run" if process.held else "")
+    elif process.started_at is None:
+        wait_state, wait_label = process.status, f"Ended before it started ({process.get_status_display().lower()})"
+    else:
+        wait_state, wait_label = "done", "Done"
+    bars.append(TimelineBar(WAITING, wait_state, wait_label, start, wait_end or now, *place(start, wait_end or now)))
+
+    tasks = list(Task.objects.filter(process_id=process.pk).order_by("sequence"))
+    for task in tasks:
+        task_end = task.finished_at or (now if live else process.finished_at)
+        label = INSTALLING if task.name == INSTALL_TASK_NAME else task.name
+        bars.append(TimelineBar(
+            label, task.status, task.get_status_display(), task.started_at, task_end, *place(task.started_at, task_end),
+            task_id=task.pk,
+        ))
+
+    # A run that succeeded skipped nothing: the template simply has other steps now.
+    missing = [] if process.status == ProcessStatus.SUCCEEDED else _previous_success_steps(
+        process, {task.name for task in tasks})
+    state, state_label = ("pending", "Not started yet") if live else ("not_reached", "Not reached")
+    bars.extend(TimelineBar(name, state, state_label, None, None, None, None) for name in missing)
+    return Timeline(start=start, end=end, bars=bars, live=live)

@@ -57,7 +57,10 @@ def test_web_runs_gunicorn_on_the_projects_wsgi_application():
 def test_worker_and_beat_run_celery_on_the_projects_app(name, verb):
     command = entrypoint.command_for([name], {})
     assert command[:4] == ["celery", "-A", "jobtarget_batch", verb]
-    assert importlib.import_module("jobtarget_batch").celery_app.main == "jobtarget_batch"
+    from celery.app.utils import find_app
+
+    # What `celery -A jobtarget_batch` finds: the project's app in jobtarget_batch/celery.py.
+    assert find_app("jobtarget_batch").main == "jobtarget_batch"
 
 
 def test_batch_job_definitions_command_passes_through_unchanged(settings):

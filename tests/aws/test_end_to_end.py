@@ -204,7 +204,9 @@ def test_a_run_failed_in_its_container_is_finalized_by_the_control_plane(
 
     finalize_pending_processes.delay()  # what beat sends every JTB_FINALIZE_SECONDS
     mail = Path(env["EMAIL_FILE_PATH"])
-    messages = wait_for(lambda: [path.read_text() for path in mail.glob("*.log")], "the failure e-mail", worker_log)
+    # The file appears before the message is written into it: wait for a whole message.
+    messages = wait_for(lambda: [text for path in mail.glob("*.log") if "Subject:" in (text := path.read_text())],
+                        "the failure e-mail", worker_log)
     assert len(messages) == 1 and "data@example.com" in messages[0] and "loader failed" in messages[0]
     released = wait_for(lambda: Process.objects.filter(pk=second, held=False).exclude(external_id="").first(),
                         "the queued run released and submitted", worker_log)

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from simple_history.models import HistoricalRecords
 
 from jobs import aws_limits, validation
 from jobtarget_batch.queries import CappedCount
@@ -104,6 +105,8 @@ class Job(models.Model):
     )
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
+    # Every save through jobs.services (admin, API, bootstrap) keeps a version: who, when, what.
+    history = HistoricalRecords(verbose_name="job version", cascade_delete_history=False)
 
     class Meta:
         ordering = ["name"]
@@ -125,7 +128,10 @@ class Job(models.Model):
         return self.name
 
     def clean(self) -> None:
-        errors: dict[str, list] = {}
+        # The input gate first: a NUL, a lone surrogate or deep nesting anywhere is refused whole.
+        errors: dict[str, list] = validation.validate_model_inputs(self)
+        if errors:
+            raise ValidationError(errors)
         checks = {
             "template": validation.validate_template,
             "python_modules": validation.validate_python_modules,
@@ -234,6 +240,11 @@ class Schedule(models.Model):
     remote_error = models.TextField("EventBridge sync error", blank=True, editable=False)
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
+    # What people change; the fields the tick and the EventBridge sync set are not kept.
+    history = HistoricalRecords(
+        verbose_name="schedule version",
+        excluded_fields=["next_fire_at", "last_fired_at", "remote_synced_at", "remote_error"],
+    )
 
     objects = ScheduleQuerySet.as_manager()
 
@@ -277,7 +288,9 @@ class Schedule(models.Model):
         from jobs import cron
         from jobs.scheduling.aws_cron import unix_to_aws_cron
 
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[str]] = validation.validate_model_inputs(self)
+        if errors:
+            raise ValidationError(errors)
         try:
             self.cron = cron.validate_cron(self.cron)
         except ValidationError as exc:

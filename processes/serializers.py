@@ -36,6 +36,8 @@ class ProcessSummarySerializer(serializers.ModelSerializer):
             "failure_reason", "rerun_of",
             # Beyond the contract's list: why a run waits, which tick started it, what its executor says.
             "held", "schedule", "scheduled_for", "cancel_requested_at", "executor_state", "executor_status_reason",
+            # The job version (GET jobs/{id}/history/ history_id) the run started from.
+            "job_version",
         ]
         read_only_fields = fields
 

@@ -144,8 +144,8 @@ def validate_env_name(name) -> str:
         raise ValidationError(f"{str(name)[:60]!r} is not a valid environment variable name (letters, digits, _).")
     if _REFUSED_ENV_NAMES.match(name):
         raise ValidationError(
-            f"{name!r} may not be set by a job: it belongs to the runner or changes what the interpreter, "
-            "the loader, proxies or AWS clients use."
+            f"{name!r} cannot be overridden by a job: it belongs to the runner or changes what the "
+            "interpreter, the loader, proxies or AWS clients use."
         )
     return name
 

@@ -20,6 +20,10 @@ class JSONParser(parsers.JSONParser):
         # Stored values may nest MAX_JSON_DEPTH levels (their fields check that); the body adds its own.
         found = input_problem(data, max_depth=MAX_JSON_DEPTH + ENVELOPE_DEPTH)
         if found:
+            # Keyed by the body's field, as serializer errors are; the rest of the path in the message.
             path, message = found
-            raise ValidationError({path or "non_field_errors": [message]}, code="invalid_input")
+            field, _, inner = path.partition(".") if isinstance(data, dict) else ("", "", path)
+            raise ValidationError(
+                {field or "non_field_errors": [f"{inner}: {message}" if inner else message]}, code="invalid_input"
+            )
         return data

@@ -176,6 +176,10 @@ class ScheduleDriver(models.TextChoices):
     EVENTBRIDGE = "eventbridge", "EventBridge Scheduler (AWS starts the runs on AWS Batch)"
 
 
+SCHEDULE_EARLIEST_YEAR = 1970
+SCHEDULE_LATEST_YEAR = 9000
+
+
 def _default_schedule_timezone() -> str:
     return settings.JTB_SCHEDULE_DEFAULT_TIMEZONE
 
@@ -304,6 +308,11 @@ class Schedule(models.Model):
             self.timezone = cron.validate_timezone(self.timezone)
         except ValidationError as exc:
             errors["timezone"] = exc.messages
+        for name in ("start_at", "end_at"):
+            moment = getattr(self, name)
+            # Fire times are computed in the schedule's zone: year 9999 overflows Python's datetime.
+            if moment is not None and not (SCHEDULE_EARLIEST_YEAR <= moment.year <= SCHEDULE_LATEST_YEAR):
+                errors[name] = [f"Give a moment between the years {SCHEDULE_EARLIEST_YEAR} and {SCHEDULE_LATEST_YEAR}."]
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             errors["end_at"] = ["The end must be after the start."]
         if self.driver == ScheduleDriver.EVENTBRIDGE and self.job_id:

@@ -8,6 +8,7 @@ start instead of inventing a key of its own. Pure code: it runs before Django's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -34,10 +35,8 @@ def secret_key_file_ensure(*, directory: Path | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / KEY_FILE_NAME
     if not path.exists():
-        try:
+        with contextlib.suppress(FileExistsError):  # another process wrote it first: keep theirs
             private_file_write(path, secrets.token_urlsafe(50))
-        except FileExistsError:  # another process wrote it first: keep theirs
-            pass
     path.chmod(0o600)
     return path
 

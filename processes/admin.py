@@ -14,14 +14,14 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from jobtarget_batch.admin_tools import CappedCountPaginator, format_duration
 from jobs.masking import environment_masked, user_may_read_environment
 from jobs.models import Job
 from jobs.permissions import user_may_act_on_process
+from jobtarget_batch.admin_tools import CappedCountPaginator, format_duration
 from processes.models import Process, ProcessStatus, Task
 from processes.search import process_search_filter, task_search_filter
-from processes.serializers import MAX_ID
 from processes.selectors import process_log_tail
+from processes.serializers import MAX_ID
 from processes.services import ProcessRefused, process_cancel, process_rerun
 
 STATUS_COLOURS = {

@@ -203,8 +203,9 @@ def test_an_unexpected_error_in_an_api_view_is_a_json_500_in_the_common_shape(ap
 
 
 def test_an_error_outside_drf_under_api_is_a_json_500(client, settings):
-    from jobtarget_batch.middleware import ApiServerErrorMiddleware
     from django.test import RequestFactory
+
+    from jobtarget_batch.middleware import ApiServerErrorMiddleware
 
     middleware = ApiServerErrorMiddleware(lambda request: None)
     request = RequestFactory().get("/api/schema/")

@@ -3,8 +3,8 @@ page, action, button and API endpoint that reads or runs jobs, and who sees envi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 from django.test import Client

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('processes', '0001_initial'),
+        ('processes', '0006_process_estimated_cost_status_finished_idx'),
     ]
 
     operations = [

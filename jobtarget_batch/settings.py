@@ -537,5 +537,3 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = (
     ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
 )
 
-# Audit (django-simple-history): who changed a job or schedule and what it was before.
-SIMPLE_HISTORY_REVERT_DISABLED = True

@@ -188,3 +188,17 @@ def test_an_editor_saving_the_masked_form_keeps_the_secret_value(world_for):
     assert response.status_code == 200
     world.job.refresh_from_db()
     assert world.job.environment == {"REGION": "us-east-1", "DB_PASSWORD": SECRET_VALUE}
+
+
+@pytest.mark.parametrize(("role", "plain_shown"), [("viewer", False), ("operator", False), ("editor", True)])
+def test_the_process_page_masks_the_environment_the_run_used_like_the_job_page(world_for, role, plain_shown):
+    world = world_for(role)
+    Process.objects.filter(pk=world.failed.pk).update(
+        snapshot={"template": "examples/hello.py", "environment": {"REGION": PLAIN_VALUE, "DB_PASSWORD": SECRET_VALUE}}
+    )
+
+    page = world.admin.get(reverse("admin:processes_process_change", args=[world.failed.pk]))
+
+    assert page.status_code == 200 and b"examples/hello.py" in page.content
+    assert (PLAIN_VALUE.encode() in page.content) is plain_shown
+    assert SECRET_VALUE.encode() not in page.content

@@ -136,10 +136,10 @@ else:
 # gives its -wal and -shm files the same mode.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and DATABASES["default"]["NAME"] != ":memory:":
     _sqlite_path = Path(DATABASES["default"]["NAME"])
-    if _sqlite_path.parent.is_dir():
-        os.close(os.open(_sqlite_path, os.O_RDWR | os.O_CREAT, 0o600))
-        if _sqlite_path.stat().st_mode & 0o077 and _sqlite_path.stat().st_uid == os.getuid():
-            _sqlite_path.chmod(0o600)
+    _sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(_sqlite_path, os.O_RDWR | os.O_CREAT, 0o600))
+    if _sqlite_path.stat().st_mode & 0o077 and _sqlite_path.stat().st_uid == os.getuid():
+        _sqlite_path.chmod(0o600)
 # Tests run runners and workers as subprocesses, so the SQLite test database must be a file.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}

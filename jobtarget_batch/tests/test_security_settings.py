@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 PRODUCTION = {
     "DEBUG": "false", "ALLOWED_HOSTS": "jobs.example.com", "CSRF_TRUSTED_ORIGINS": "https://jobs.example.com",
     "JTB_HTTPS": "true", "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https",
+    # Where the control plane runs as root, templates run as an unprivileged user (runner/isolation.py).
+    "JTB_TEMPLATE_USER": "nobody",
 }
 
 

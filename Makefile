@@ -18,6 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/uv
 env: $(VENV)/.installed
 
 run: env
+	$(BIN)/python -m jobtarget_batch.secret_key_file
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py bootstrap
 	PORT=$(PORT) $(BIN)/python manage.py run_all

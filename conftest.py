@@ -10,6 +10,17 @@ import pytest
 from django.conf import settings as django_settings
 
 REPO = Path(__file__).resolve().parent
+# Runners, workers and servers the tests start are not under pytest: with DEBUG off they need a
+# signing key (settings refuse to start without one).
+os.environ.setdefault("SECRET_KEY", "test-only-" + os.urandom(24).hex())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Throttle counters live in the cache; each test starts with none used."""
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,11 @@ from jobs.admin_forms import (
     numeric_fields_use_one_message,
     template_must_exist,
 )
+from jobs.history import versions_list
+from jobs.masking import environment_masked, user_may_read_environment
 from jobs.models import RUN_COUNT_CAP, Job, Schedule, ScheduleDriver
-from jobtarget_batch.admin_tools import LinesField, date_time_html, format_duration
+from jobs.permissions import user_may_run_job
+from jobtarget_batch.admin_tools import GatedJSONField, LinesField, date_time_html, format_duration
 from jobtarget_batch.queries import capped_label
 from processes.admin import ConsoleMedia, status_badge
 from processes.admin_charts import duration_chart_svg
@@ -37,9 +40,27 @@ from runner.log_retention import log_remover
 RECENT_RUNS = 10
 # The delete confirmation counts a job's runs and tasks up to this many.
 HISTORY_COUNT_CAP = 100_000
+HISTORY_ROWS = 20
+# The change reason kept in the audit history for changes made in the admin.
+AUDIT_REASON = "admin"
+
+
+def _short(value) -> str:
+    text = "—" if value is None else json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 class JobAdminForm(forms.ModelForm):
+    # JSON typed by hand passes the one input gate (nesting, NUL, lone surrogates) as it is parsed.
+    parameters = GatedJSONField(
+        required=False, label="Default parameters", help_text=Job._meta.get_field("parameters").help_text,
+    )
+    environment = GatedJSONField(
+        required=False, label="Environment", help_text=Job._meta.get_field("environment").help_text
+        + " Values of names containing SECRET, PASSWORD, TOKEN, CREDENTIAL, PRIVATE or ending in _KEY are "
+        "masked; leave ******** to keep the stored value.",
+    )
+    tags = GatedJSONField(required=False, label="Tags", help_text=Job._meta.get_field("tags").help_text)
     python_modules = LinesField(
         required=False, label="Python modules",
         help_text=Job._meta.get_field("python_modules").help_text,
@@ -54,16 +75,29 @@ class JobAdminForm(forms.ModelForm):
         fields = "__all__"
         widgets = {"template": TemplateInput(upload_url=reverse_lazy("admin:jobs_job_upload_template"))}
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        numeric_fields_use_one_message(self)
-
     def clean_template(self):
         template = (self.cleaned_data.get("template") or "").strip()
         # Checked when the path is typed or changed, so a job whose file went missing can still be disabled.
         if template and "template" in self.changed_data:
             template_must_exist(template)
         return template
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        numeric_fields_use_one_message(self)
+        if self.instance.pk and isinstance(self.instance.environment, dict):
+            # Editors see every value but the secret-named ones; jobs.services.job_save puts
+            # a mask sent back unchanged back to the stored value.
+            self.initial["environment"] = environment_masked(self.instance.environment, reveal=True)
+
+    def clean_parameters(self):
+        return self.cleaned_data.get("parameters") or {}
+
+    def clean_environment(self):
+        return self.cleaned_data.get("environment") or {}
+
+    def clean_tags(self):
+        return self.cleaned_data.get("tags") or {}
 
 
 class ScheduleDisplay:
@@ -128,14 +162,14 @@ class ScheduleAdmin(ScheduleDisplay, admin.ModelAdmin):
         return super().get_queryset(request).with_run_counts()
 
     def save_model(self, request, obj, form, change):
-        services.schedule_save(schedule=obj)
+        services.schedule_save(schedule=obj, user=request.user, reason=AUDIT_REASON)
 
     def delete_model(self, request, obj):
-        services.schedule_delete(schedule=obj)
+        services.schedule_delete(schedule=obj, user=request.user, reason=AUDIT_REASON)
 
     def delete_queryset(self, request, queryset):
         for schedule in queryset:
-            services.schedule_delete(schedule=schedule)
+            services.schedule_delete(schedule=schedule, user=request.user, reason=AUDIT_REASON)
 
 
     @admin.display(description="cron", ordering="cron")
@@ -203,7 +237,7 @@ class TemplateUploadForm(forms.Form):
 
 
 class RunForm(forms.Form):
-    parameters = forms.JSONField(
+    parameters = GatedJSONField(
         required=False, initial=dict,
         help_text="Parameters for this run as JSON; they override the job's defaults, e.g. {\"since\": \"2024-01-01\"}.",
         widget=forms.Textarea(attrs={"rows": 6, "cols": 60}),
@@ -218,19 +252,59 @@ class JobAdmin(admin.ModelAdmin):
     list_display_links = ["job_name"]
     list_filter = [LastRunFilter, "enabled", "concurrency_policy"]
     search_fields = ["name", "description", "template"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "environment_masked", "versions"]
     actions = ["run_now"]
     # The run history (grid, chart, figures) heads the change page: admin/jobs/job/change_form.html.
     fieldsets = [
         (None, {"fields": ["name", "description", "enabled", "template", "python_modules"]}),
         ("Resources", {"fields": ["vcpus", "memory_mib", "gpus", "timeout_seconds", "retry_attempts", "queue"]}),
         ("Runs", {"fields": ["parameters", "environment", "concurrency_policy", "notify_emails", "tags"]}),
-        ("History", {"fields": ["created_at", "updated_at"]}),
+        ("History", {"fields": ["versions", "created_at", "updated_at"]}),
     ]
     Media = ConsoleMedia
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if user_may_read_environment(request.user):
+            return fieldsets
+        # Viewers see the names of the environment, never the values (jobs.masking).
+        return [
+            (title, {**options, "fields": ["environment_masked" if f == "environment" else f for f in options["fields"]]})
+            for title, options in fieldsets
+        ]
+
+    @admin.display(description="environment")
+    def environment_masked(self, obj: Job):
+        shown = environment_masked(obj.environment or {}, reveal=False) if obj.pk else {}
+        return format_html("<code>{}</code>", json.dumps(shown)) if shown else "—"
+
+    @admin.display(description="changes (newest first)")
+    def versions(self, obj: Job):
+        if obj.pk is None:
+            return "—"
+        # Environment values are masked in the history too: only names and "changed" show.
+        versions = versions_list(history_queryset=Job.history.filter(id=obj.pk), can_see_environment=False,
+                                 limit=HISTORY_ROWS)
+        if not versions:
+            return "No recorded changes yet."
+        return format_html(
+            '<table id="job-versions"><tr><th>Version</th><th>When</th><th>Who</th><th>From</th><th>What</th></tr>'
+            "{}</table>",
+            format_html_join(
+                "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (f"#{version.history_id} {version.kind}", version.changed_at.strftime("%Y-%m-%d %H:%M:%S"),
+                     version.changed_by or "system", version.reason or "—",
+                     format_html_join(mark_safe("<br>"), "{}: {} → {}", (
+                         (change.field, _short(change.before), _short(change.after)) for change in version.changes
+                     )) if version.kind == "changed" else "")
+                    for version in versions
+                ),
+            ),
+        )
+
     def save_model(self, request, obj, form, change):
-        services.job_save(job=obj)
+        services.job_save(job=obj, user=request.user, reason=AUDIT_REASON)
         if obj.template.startswith("s3://") and "template" in form.changed_data:
             self.message_user(
                 request,
@@ -295,9 +369,9 @@ class JobAdmin(admin.ModelAdmin):
     def save_formset(self, request, form, formset, change):
         instances = formset.save(commit=False)
         for schedule in formset.deleted_objects:
-            services.schedule_delete(schedule=schedule)
+            services.schedule_delete(schedule=schedule, user=request.user, reason=AUDIT_REASON)
         for schedule in instances:
-            services.schedule_save(schedule=schedule)
+            services.schedule_save(schedule=schedule, user=request.user, reason=AUDIT_REASON)
         formset.save_m2m()
 
     def get_deleted_objects(self, objs, request):
@@ -320,7 +394,7 @@ class JobAdmin(admin.ModelAdmin):
             job = self.get_object(request, object_id)
             if job is not None and self.has_delete_permission(request, job):
                 try:
-                    deleted = services.job_delete(job=job, remove_logs=log_remover())
+                    deleted = services.job_delete(job=job, remove_logs=log_remover(), user=request.user, reason=AUDIT_REASON)
                 except ProcessRefused as exc:
                     self.message_user(request, exc.message, messages.ERROR)
                     return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
@@ -336,7 +410,7 @@ class JobAdmin(admin.ModelAdmin):
         deleted, later, refused = 0, 0, []
         for job in queryset:
             try:
-                if services.job_delete(job=job, remove_logs=log_remover()):
+                if services.job_delete(job=job, remove_logs=log_remover(), user=request.user, reason=AUDIT_REASON):
                     deleted += 1
                 else:
                     later += 1
@@ -363,7 +437,8 @@ class JobAdmin(admin.ModelAdmin):
             self.message_user(request, reason, messages.WARNING)
 
     def has_run_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("jobs.run_job")
+        # What the API's POST jobs/{id}/run/ checks: view the job and run jobs.
+        return user_may_run_job(request.user)
 
     # --- "Run now" page with parameters --------------------------------------------------------
     def get_urls(self):
@@ -377,9 +452,9 @@ class JobAdmin(admin.ModelAdmin):
         ]
 
     def run_view(self, request, job_id: int):
-        job = get_object_or_404(Job, pk=job_id)
-        if not self.has_run_permission(request, job):
+        if not self.has_run_permission(request):
             raise PermissionDenied
+        job = get_object_or_404(Job, pk=job_id)
         form = RunForm(request.POST or None, initial={"parameters": job.parameters})
         if request.method == "POST" and form.is_valid():
             try:
@@ -432,7 +507,7 @@ class JobAdmin(admin.ModelAdmin):
                     self.message_user(request, f"Stored the template as {uri}.", messages.SUCCESS)
                     return HttpResponseRedirect(reverse("admin:jobs_job_add") + "?" + urlencode({"template": uri}))
                 job.template = uri
-                services.job_save(job=job)
+                services.job_save(job=job, user=request.user, reason=AUDIT_REASON)
                 self.message_user(request, f"The job now runs the uploaded template {uri}.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
         context = {

@@ -10,8 +10,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from jobs import services
+from jobs.history import versions_list
+from jobs.masking import user_may_read_environment
 from jobs.models import Job, Schedule
-from jobs.serializers import JobSerializer, ScheduleSerializer
+from jobs.serializers import JobSerializer, ScheduleSerializer, VersionSerializer
 from jobtarget_batch.api.fields import JSONObjectField, StrictFieldsMixin
 from jobtarget_batch.api.idempotency import idempotent
 from jobtarget_batch.api.permissions import CanRunJobs, CanView, ModelPermissions
@@ -27,6 +29,10 @@ class RunParametersSerializer(StrictFieldsMixin, serializers.Serializer):
         required=False, default=dict,
         help_text="Overrides of the job's default parameters for this run, e.g. {\"since\": \"2024-01-01\"}.",
     )
+
+
+# The change reason kept in the audit history for changes made through the API.
+AUDIT_REASON = "api"
 
 
 def _apply(instance, data: dict):
@@ -56,15 +62,34 @@ class JobViewSet(viewsets.ModelViewSet):
         return super().get_permissions()
 
     def perform_create(self, serializer):
-        serializer.instance = services.job_save(job=Job(**serializer.validated_data))
+        serializer.instance = services.job_save(
+            job=Job(**serializer.validated_data), user=self.request.user, reason=AUDIT_REASON
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.job_save(job=_apply(serializer.instance, serializer.validated_data))
+        serializer.instance = services.job_save(
+            job=_apply(serializer.instance, serializer.validated_data), user=self.request.user, reason=AUDIT_REASON
+        )
 
     def destroy(self, request, *args, **kwargs):
-        if services.job_delete(job=self.get_object(), remove_logs=log_remover()):
+        if services.job_delete(job=self.get_object(), remove_logs=log_remover(), user=request.user, reason=AUDIT_REASON):
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        responses={200: VersionSerializer(many=True)},
+        summary="The change history of a job",
+        description="Every kept version of the job, newest first (at most 200): who changed it, when, from where "
+        "and each changed field before and after. Environment values are masked as on the job itself.",
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def history(self, request, pk=None):
+        job = self.get_object()
+        versions = versions_list(
+            history_queryset=Job.history.filter(id=job.pk),
+            can_see_environment=user_may_read_environment(request.user),
+        )
+        return Response(VersionSerializer(versions, many=True).data)
 
     @extend_schema(
         request=RunParametersSerializer,
@@ -96,10 +121,26 @@ class ScheduleViewSet(viewsets.ModelViewSet):
     permission_classes = [ModelPermissions]
 
     def perform_create(self, serializer):
-        serializer.instance = services.schedule_save(schedule=Schedule(**serializer.validated_data))
+        serializer.instance = services.schedule_save(
+            schedule=Schedule(**serializer.validated_data), user=self.request.user, reason=AUDIT_REASON
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.schedule_save(schedule=_apply(serializer.instance, serializer.validated_data))
+        serializer.instance = services.schedule_save(
+            schedule=_apply(serializer.instance, serializer.validated_data), user=self.request.user,
+            reason=AUDIT_REASON,
+        )
 
     def perform_destroy(self, instance):
-        services.schedule_delete(schedule=instance)
+        services.schedule_delete(schedule=instance, user=self.request.user, reason=AUDIT_REASON)
+
+    @extend_schema(
+        responses={200: VersionSerializer(many=True)},
+        summary="The change history of a schedule",
+        description="Every kept version of the schedule, newest first (at most 200), with who, when and what changed.",
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def history(self, request, pk=None):
+        schedule = self.get_object()
+        versions = versions_list(history_queryset=Schedule.history.filter(id=schedule.pk), can_see_environment=False)
+        return Response(VersionSerializer(versions, many=True).data)

@@ -7,6 +7,6 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from jobs import receivers
+        from jobs import checks, receivers  # noqa: F401  (checks registers system checks)
 
         receivers.connect()

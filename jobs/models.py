@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from simple_history.models import HistoricalRecords
 
 from jobs import aws_limits, validation
 from jobtarget_batch.queries import CappedCount
@@ -104,6 +105,8 @@ class Job(models.Model):
     )
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
+    # Every save through jobs.services (admin, API, bootstrap) keeps a version: who, when, what.
+    history = HistoricalRecords(verbose_name="job version", cascade_delete_history=False)
 
     class Meta:
         ordering = ["name"]
@@ -125,7 +128,10 @@ class Job(models.Model):
         return self.name
 
     def clean(self) -> None:
-        errors: dict[str, list] = {}
+        # The input gate first: a NUL, a lone surrogate or deep nesting anywhere is refused whole.
+        errors: dict[str, list] = validation.validate_model_inputs(self)
+        if errors:
+            raise ValidationError(errors)
         checks = {
             "template": validation.validate_template,
             "python_modules": validation.validate_python_modules,
@@ -168,6 +174,10 @@ class Job(models.Model):
 class ScheduleDriver(models.TextChoices):
     BEAT = "beat", "Celery beat (this system starts the runs)"
     EVENTBRIDGE = "eventbridge", "EventBridge Scheduler (AWS starts the runs on AWS Batch)"
+
+
+SCHEDULE_EARLIEST_YEAR = 1970
+SCHEDULE_LATEST_YEAR = 9000
 
 
 def _default_schedule_timezone() -> str:
@@ -234,6 +244,11 @@ class Schedule(models.Model):
     remote_error = models.TextField("EventBridge sync error", blank=True, editable=False)
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
+    # What people change; the fields the tick and the EventBridge sync set are not kept.
+    history = HistoricalRecords(
+        verbose_name="schedule version",
+        excluded_fields=["next_fire_at", "last_fired_at", "remote_synced_at", "remote_error"],
+    )
 
     objects = ScheduleQuerySet.as_manager()
 
@@ -277,7 +292,9 @@ class Schedule(models.Model):
         from jobs import cron
         from jobs.scheduling.aws_cron import unix_to_aws_cron
 
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[str]] = validation.validate_model_inputs(self)
+        if errors:
+            raise ValidationError(errors)
         try:
             self.cron = cron.validate_cron(self.cron)
         except ValidationError as exc:
@@ -291,6 +308,11 @@ class Schedule(models.Model):
             self.timezone = cron.validate_timezone(self.timezone)
         except ValidationError as exc:
             errors["timezone"] = exc.messages
+        for name in ("start_at", "end_at"):
+            moment = getattr(self, name)
+            # Fire times are computed in the schedule's zone: year 9999 overflows Python's datetime.
+            if moment is not None and not (SCHEDULE_EARLIEST_YEAR <= moment.year <= SCHEDULE_LATEST_YEAR):
+                errors[name] = [f"Give a moment between the years {SCHEDULE_EARLIEST_YEAR} and {SCHEDULE_LATEST_YEAR}."]
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             errors["end_at"] = ["The end must be after the start."]
         if self.driver == ScheduleDriver.EVENTBRIDGE and self.job_id:

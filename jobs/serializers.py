@@ -6,6 +6,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from jobs.masking import environment_masked, user_may_read_environment
 from jobs.models import Job, Schedule
 from jobtarget_batch.api.fields import JSONObjectField, StrictFieldsMixin, StringListField, StringMapField
 
@@ -30,6 +31,32 @@ class JobSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "queue", "tags", "notify_emails", "created_at", "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        # Values only for users who may change the job; secret-named values for no one (jobs.masking).
+        data["environment"] = environment_masked(
+            data.get("environment") or {}, reveal=user_may_read_environment(getattr(request, "user", None))
+        )
+        return data
+
+
+class FieldChangeSerializer(serializers.Serializer):
+    field = serializers.CharField(help_text="The field that changed, e.g. memory_mib.")
+    before = serializers.JSONField(help_text="Its value before the change (null for a new object).")
+    after = serializers.JSONField(help_text="Its value after the change.")
+
+
+class VersionSerializer(serializers.Serializer):
+    """One kept version of a job or schedule (django-simple-history), newest first."""
+
+    history_id = serializers.IntegerField(help_text="The version's id; a run records the job version it started from.")
+    kind = serializers.ChoiceField(choices=["created", "changed", "deleted"])
+    changed_at = serializers.DateTimeField()
+    changed_by = serializers.CharField(allow_null=True, help_text="Username; null for system changes.")
+    reason = serializers.CharField(help_text="Where the change came from, e.g. \"admin\" or \"api\".")
+    changes = FieldChangeSerializer(many=True)
 
 
 class ScheduleSerializer(StrictFieldsMixin, serializers.ModelSerializer):

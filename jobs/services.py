@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from jobs.masking import MASK, environment_unmasked
 from jobs.models import Job, Schedule, ScheduleDriver
 from jobs.scheduling.times import next_fire_at
 from processes.models import ACTIVE_STATUSES, FINISHED_STATUSES, Process, Task
@@ -12,9 +13,25 @@ from processes.retention import LogRemover, PurgedRun, process_batch_delete
 from processes.services import ProcessRefused
 
 
-def job_save(*, job: Job) -> Job:
-    """Validate and save a new or changed job (the same checks the admin form runs)."""
+def _audit(instance, *, user, reason: str) -> None:
+    """Tell django-simple-history who made this change and where (admin, API, bootstrap)."""
+    if user is not None and getattr(user, "is_authenticated", False):
+        instance._history_user = user
+    if reason:
+        instance._change_reason = reason[:100]
+
+
+def job_save(*, job: Job, user=None, reason: str = "") -> Job:
+    """Validate and save a new or changed job (the same checks the admin form runs).
+
+    Environment values the user was shown masked (jobs.masking) and sent back unchanged keep their
+    stored value. The change is kept in the job's history with `user` and `reason`.
+    """
+    if job.pk and isinstance(job.environment, dict) and MASK in job.environment.values():
+        stored = Job.objects.filter(pk=job.pk).values_list("environment", flat=True).first() or {}
+        job.environment = environment_unmasked(job.environment, stored=stored)
     job.full_clean()
+    _audit(job, user=user, reason=reason)
     with transaction.atomic():
         job.save()
         transaction.on_commit(lambda: job_changed(job_id=job.pk))
@@ -34,14 +51,16 @@ def job_changed(*, job_id: int) -> None:
 JOB_DELETE_INLINE_RUNS = 500
 
 
-def job_delete(*, job: Job, remove_logs: LogRemover | None = None) -> bool:
+def job_delete(*, job: Job, remove_logs: LogRemover | None = None, user=None, reason: str = "") -> bool:
     """Delete a job and its history; refused while any of its runs is active.
 
     True when the job is gone. False when it has more than JOB_DELETE_INLINE_RUNS runs: it is
     disabled now (no new runs, its schedules stop) and a task deletes its runs in small batches,
     then the job, so no request or transaction ever holds a whole history. `remove_logs` deletes
-    the logs of the deleted runs (runner.log_retention), after commit.
+    the logs of the deleted runs (runner.log_retention), after commit. The audit history keeps
+    who deleted it (`user`, `reason`).
     """
+    _audit(job, user=user, reason=reason)
     with transaction.atomic():
         Job.objects.select_for_update().filter(pk=job.pk).first()
         active = job.processes.filter(status__in=ACTIVE_STATUSES).count()
@@ -110,13 +129,14 @@ SCHEDULE_TIMING_FIELDS = ("cron", "timezone", "enabled", "driver", "start_at", "
 SCHEDULE_SYSTEM_FIELDS = ("next_fire_at", "last_fired_at", "remote_synced_at", "remote_error")
 
 
-def schedule_save(*, schedule: Schedule) -> Schedule:
+def schedule_save(*, schedule: Schedule, user=None, reason: str = "") -> Schedule:
     """Validate and save a schedule; every schedule change goes through here.
 
     The beat driver's `next_fire_at` is recomputed from now when the cron, zone, enabled flag,
     driver, start or end changed; the EventBridge driver is told after commit.
     """
     schedule.full_clean()
+    _audit(schedule, user=user, reason=reason)
     with transaction.atomic():
         previous = None
         if schedule.pk:
@@ -140,10 +160,11 @@ def schedule_save(*, schedule: Schedule) -> Schedule:
     return schedule
 
 
-def schedule_delete(*, schedule: Schedule) -> None:
+def schedule_delete(*, schedule: Schedule, user=None, reason: str = "") -> None:
     """Delete a schedule; its runs stay (their schedule becomes empty) and a remote one is deleted
     after commit (by `schedule_remote_forget`, which jobs.receivers also calls for job deletes and
     bulk deletes)."""
+    _audit(schedule, user=user, reason=reason)
     with transaction.atomic():
         schedule.delete()
 

@@ -16,13 +16,27 @@ from django.core.validators import validate_email
 from packaging.requirements import InvalidRequirement, Requirement
 
 from jobs import aws_limits
+from jobs.input_gate import validate_input
 
 MAX_MODULES = 200
 MAX_REQUIREMENT_LENGTH = 200
+# The allow-list: an environment name is letters, digits and underscores, not starting with a digit.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-# Names the runner sets itself; a job must not override them.
-RESERVED_ENV_PREFIXES = ("JTB_", "DJANGO_", "DATABASE_")
-RESERVED_ENV_NAMES = {"PATH", "PYTHONPATH", "PYTHONHOME", "LD_PRELOAD", "LD_LIBRARY_PATH"}
+# Families a job may not set, matched without regard to case (`https_proxy` works as well as
+# `HTTPS_PROXY`): the runner's own settings, and names that change what the interpreter, the C
+# library, the dynamic loader, network clients or AWS SDKs load, trust or talk to.
+_REFUSED_ENV_NAMES = re.compile(
+    r"""^(?:
+        JTB_.* | DJANGO_.* | DATABASE_.* | SECRET_KEY | CELERY_.*
+      | PATH | HOME | SHELL | BASH_ENV | ENV | IFS | TMPDIR
+      | LD_.* | GCONV_.* | LOCPATH | NLSPATH | HOSTALIASES | RESOLV_.* | MALLOC_.* | GLIBC_TUNABLES
+      | PYTHON.* | PIP_.* | UV_.* | VIRTUAL_ENV
+      | .*_PROXY
+      | SSL_CERT_.* | .*_CA_BUNDLE | CURL_.* | NODE_OPTIONS | PERL5.* | RUBYOPT
+      | AWS_(?!REGION$|DEFAULT_REGION$).*
+    )$""",
+    re.IGNORECASE | re.VERBOSE,
+)
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
@@ -107,7 +121,13 @@ def _validate_s3_template(text: str, parts) -> str:
     if set(query) - {"versionId"} or (parts.query and not query.get("versionId")):
         raise ValidationError("The only option an S3 template takes is ?versionId=<version>.")
     allowed = getattr(settings, "JTB_TEMPLATE_BUCKETS", [])
-    if allowed and bucket not in allowed:
+    if not allowed:
+        # Without an allow-list any bucket the runner's role can read would serve code.
+        raise ValidationError(
+            "S3 templates are off: the administrator must list the buckets templates may come from in "
+            "JTB_TEMPLATE_BUCKETS."
+        )
+    if bucket not in allowed:
         raise ValidationError(f"Bucket {bucket!r} is not one templates may come from ({', '.join(allowed)}).")
     return text
 
@@ -115,31 +135,41 @@ def _validate_s3_template(text: str, parts) -> str:
 def validate_json_object(value, *, what: str) -> dict:
     if not isinstance(value, dict):
         raise ValidationError(f"{what} must be a JSON object, e.g. {{\"since\": \"2024-01-01\"}}.")
-    if _contains_nul(value):
-        # PostgreSQL cannot store NUL in text or JSON; refuse it here with a message.
-        raise ValidationError(f"{what} may not contain NUL (\\u0000) characters.")
-    return value
+    return validate_input(value, what=what)
 
 
-def _contains_nul(value, depth: int = 0) -> bool:
-    if depth > 64:
-        raise ValidationError("JSON nested more than 64 levels deep is not accepted.")
-    if isinstance(value, str):
-        return "\0" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k, depth + 1) or _contains_nul(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item, depth + 1) for item in value)
-    return False
+def validate_env_name(name) -> str:
+    """An environment variable name a job may set: the allow-list pattern, minus refused families."""
+    if not isinstance(name, str) or not _ENV_NAME.match(name):
+        raise ValidationError(f"{str(name)[:60]!r} is not a valid environment variable name (letters, digits, _).")
+    if _REFUSED_ENV_NAMES.match(name):
+        raise ValidationError(
+            f"{name!r} cannot be overridden by a job: it belongs to the runner or changes what the "
+            "interpreter, the loader, proxies or AWS clients use."
+        )
+    return name
+
+
+def validate_model_inputs(instance) -> dict[str, list[str]]:
+    """Errors per field for every text and JSON value of a model instance (the input gate)."""
+    errors: dict[str, list[str]] = {}
+    for field in instance._meta.concrete_fields:
+        if field.get_internal_type() not in ("CharField", "TextField", "JSONField"):
+            continue
+        value = getattr(instance, field.attname)
+        if value is None:
+            continue
+        try:
+            validate_input(value, what=str(field.verbose_name).capitalize())
+        except ValidationError as exc:
+            errors[field.name] = exc.messages
+    return errors
 
 
 def validate_environment(value) -> dict[str, str]:
     validate_json_object(value, what="Environment")
     for name, item in value.items():
-        if not _ENV_NAME.match(name):
-            raise ValidationError(f"{name!r} is not a valid environment variable name (letters, digits, _).")
-        if name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
-            raise ValidationError(f"{name!r} is set by the runner and cannot be overridden.")
+        validate_env_name(name)
         if not isinstance(item, str):
             raise ValidationError(f"The value of {name!r} must be text.")
         if "\0" in item or len(item) > 4096:

@@ -3,11 +3,16 @@ that let non-engineers type lists one item per line."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.forms.fields import InvalidJSONInput
 from django.utils.functional import cached_property
+
+from jobs.input_gate import input_problem
 
 
 class CappedCountPaginator(Paginator):
@@ -46,6 +51,37 @@ class LinesField(forms.CharField):
 
     def has_changed(self, initial, data):
         return self.to_python(initial or []) != self.to_python(data)
+
+
+class GatedJSONField(forms.JSONField):
+    """JSON typed into a form, through the one input gate (jobs.input_gate): NUL, lone surrogates
+    (`"\\udc00"` is valid JSON) and deep nesting are a form error, not a 500 or a broken row."""
+
+    def to_python(self, value):
+        try:
+            data = super().to_python(value)
+        except RecursionError:
+            raise ValidationError(f"{self.label or 'The value'} is nested too deeply.", code="invalid") from None
+        found = input_problem(data)
+        if found:
+            path, message = found
+            raise ValidationError(f"{path}: {message}" if path else message, code="invalid")
+        return data
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return InvalidJSONInput(data)
+
+    def prepare_value(self, value):
+        if isinstance(value, InvalidJSONInput) or input_problem(value) is None:
+            return super().prepare_value(value)
+        # A refused value is shown escaped (\\udc00, \\u0000), so the page itself can be encoded.
+        try:
+            return json.dumps(value, ensure_ascii=True, cls=self.encoder)
+        except (RecursionError, TypeError, ValueError):
+            return ""
 
 
 def format_duration(delta: timedelta | None) -> str:

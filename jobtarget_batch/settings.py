@@ -6,7 +6,10 @@ on the local file system, the local executor and e-mail printed to the console.
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,23 +30,33 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("JTB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
 
+DEBUG = env_bool("DEBUG", False)
+# Under pytest a missing signing key is made up per run (subprocesses get SECRET_KEY from conftest).
+_UNDER_PYTEST = "pytest" in sys.modules
+
+
+# --- Security: signing key (issue 11) --------------------------------------------------------------
 def _secret_key() -> str:
+    """SECRET_KEY (or SECRET_KEY_FILE), else the key file `make run` writes explicitly
+    (jobtarget_batch.secret_key_file). With DEBUG off and neither, the app refuses to start: a key
+    invented here would be written world-readable or differ between processes."""
     configured = env_str("SECRET_KEY")
     if configured:
         return configured
-    # The embedded default keeps a generated key on disk so sessions survive restarts.
-    key_file = DATA_DIR / "secret_key"
     try:
-        return key_file.read_text().strip()
+        return (DATA_DIR / "secret_key").read_text().strip()
     except FileNotFoundError:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(50)
-        key_file.write_text(key)
-        return key
+        pass
+    # The AWS Batch runner signs nothing (no sessions, no tokens): its job definition says so.
+    if DEBUG or _UNDER_PYTEST or env_bool("JTB_RUNNER_ONLY", False):
+        return secrets.token_urlsafe(50)
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE) for production, or run "
+        "`python -m jobtarget_batch.secret_key_file` once for a single-machine start (make run does)."
+    )
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -61,6 +74,8 @@ INSTALLED_APPS = [
     # Swagger UI and ReDoc served from this package's static files, not a CDN.
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "simple_history",
+    "axes",
     "jobs",
     "processes",
     "runner",
@@ -70,6 +85,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads a parameter: NUL and lone surrogates in query strings and forms are a 400.
+    "jobtarget_batch.middleware.InputGateMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -78,6 +95,11 @@ MIDDLEWARE = [
     "console.middleware.ViewerTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Who changed a job or schedule, for its history (django-simple-history).
+    "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, so it sees the outcome of the login view (django-axes lockout).
+    "axes.middleware.AxesMiddleware",
+    "jobtarget_batch.middleware.ApiServerErrorMiddleware",
 ]
 
 ROOT_URLCONF = "jobtarget_batch.urls"
@@ -110,6 +132,14 @@ else:
             "OPTIONS": sqlite_options(),
         }
     }
+# The embedded SQLite file holds every user's password hash and token: owner-only (0600). SQLite
+# gives its -wal and -shm files the same mode.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and DATABASES["default"]["NAME"] != ":memory:":
+    _sqlite_path = Path(DATABASES["default"]["NAME"])
+    _sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(_sqlite_path, os.O_RDWR | os.O_CREAT, 0o600))
+    if _sqlite_path.stat().st_mode & 0o077 and _sqlite_path.stat().st_uid == os.getuid():
+        _sqlite_path.chmod(0o600)
 # Tests run runners and workers as subprocesses, so the SQLite test database must be a file.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
@@ -325,6 +355,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "jobtarget_batch.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "jobtarget_batch.api.schema.AutoSchema",
     "LIST_SERIALIZER_ERRORS_AS_DICT": True,
+    # Scoped throttles (jobtarget_batch.api.auth): the token exchange is a password-guessing target.
+    "DEFAULT_THROTTLE_RATES": {"auth": env_str("JTB_AUTH_THROTTLE_RATE", "10/minute")},
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
@@ -454,3 +486,54 @@ def beat_schedule() -> dict[str, dict]:
 
 
 CELERY_BEAT_SCHEDULE = beat_schedule()
+
+
+# --- Security: HTTPS, login lockout, caches (issue 11; docs/security.md) ----------------------------
+# JTB_HTTPS=true turns every HTTPS-only setting on at once (behind TLS in production); each one can
+# still be set on its own. `manage.py check --deploy` is clean with the environment in docs/security.md.
+_HTTPS = env_bool("JTB_HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _HTTPS)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _HTTPS)
+# A TLS-terminating proxy tells the app a request came over HTTPS with a header, e.g.
+# SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto: https". Only set it when the proxy overwrites that header.
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER")
+if _proxy_header:
+    _name, _, _value = _proxy_header.partition(":")
+    if not _name.strip() or not _value.strip():
+        raise ImproperlyConfigured(f"SECURE_PROXY_SSL_HEADER must read 'Header-Name: value', got {_proxy_header!r}")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _name.strip().upper().replace("-", "_"), _value.strip())
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# One cache shared by every process, so throttles count across web workers (e.g. redis://host:6379/1);
+# empty: each process counts on its own (fine for one process, as `make run` starts).
+_cache_url = env_str("JTB_CACHE_URL")
+if _cache_url and not _cache_url.startswith(("redis://", "rediss://")):
+    raise ImproperlyConfigured(f"JTB_CACHE_URL must be a redis:// URL, got {_cache_url.split('@')[-1]!r}")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+    if _cache_url else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
+# Admin login lockout (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from
+# one address, sign-in is refused for the cool-off time with 429 and Retry-After, even with the right password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("JTB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("JTB_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "jobtarget_batch.lockout.lockout_response"
+AXES_VERBOSE = False
+# Behind a proxy, the client address comes from X-Forwarded-For (count of trusted proxies in front).
+AXES_IPWARE_PROXY_COUNT = env_int("JTB_TRUSTED_PROXY_COUNT", 0, minimum=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
+

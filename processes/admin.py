@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
@@ -11,13 +13,16 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from jobs.masking import environment_masked, user_may_read_environment
 from jobs.models import Job
+from jobs.permissions import user_may_act_on_process
 from jobtarget_batch.admin_tools import CappedCountPaginator, date_time_html, elapsed_html, format_duration
 from processes import admin_live
 from processes.live import process_live_state, processes_live_state
 from processes.models import Process, ProcessStatus, Task, TaskStatus
 from processes.search import process_search_filter, task_search_filter
 from processes.selectors import process_log_tail_chunk
+from processes.serializers import MAX_ID
 from processes.services import ProcessRefused, process_cancel, process_rerun
 from processes.timeline import process_timeline
 from processes.tracebacks import traceback_without_runner_frames
@@ -54,9 +59,13 @@ class JobFilter(admin.SimpleListFilter):
         return list(Job.objects.order_by("name").values_list("pk", "name")[:500])
 
     def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(job_id=self.value())
-        return queryset
+        value = self.value()
+        if not value:
+            return queryset
+        # A hand-edited URL (?job=abc, ?job=99999999999999999999) matches nothing instead of a 500.
+        if not value.isascii() or not value.isdigit() or int(value) > MAX_ID:
+            return queryset.none()
+        return queryset.filter(job_id=int(value))
 
 
 class TaskInline(admin.TabularInline):
@@ -107,10 +116,10 @@ class ProcessAdmin(admin.ModelAdmin):
         ("Times", {"fields": ["created_at", "submitted_at", "started_at", "finished_at", "run_duration", "heartbeat_at"]}),
         ("Execution", {"classes": ["collapse"], "fields": [
             "executor", "external_id", "executor_state", "executor_status_reason", "attempt", "exit_code",
-            "schedule", "scheduled_for", "snapshot"]}),
+            "schedule", "scheduled_for", "job_version", "snapshot_shown"]}),
     ]
     # The log comes after the tasks (see the change form template), so it is not in a fieldset.
-    readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
+    readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]] + ["snapshot_editor"]
     change_form_template = "admin/processes/process/change_form.html"
     Media = ConsoleMedia
 
@@ -125,7 +134,33 @@ class ProcessAdmin(admin.ModelAdmin):
         return False
 
     def has_run_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("jobs.run_job")
+        # What the API's rerun and cancel check: view processes and run jobs.
+        return user_may_act_on_process(request.user)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not user_may_read_environment(request.user):
+            return fieldsets
+        return [
+            (title, {**options, "fields": ["snapshot_editor" if f == "snapshot_shown" else f for f in options["fields"]]})
+            for title, options in fieldsets
+        ]
+
+    @admin.display(description="job settings used")
+    def snapshot_shown(self, process: Process):
+        return self._snapshot(process, reveal=False)
+
+    @admin.display(description="job settings used")
+    def snapshot_editor(self, process: Process):
+        return self._snapshot(process, reveal=True)
+
+    @staticmethod
+    def _snapshot(process: Process, *, reveal: bool):
+        # The run's environment follows the job's rule: values for editors, secret-named ones for no one.
+        snapshot = dict(process.snapshot or {})
+        if isinstance(snapshot.get("environment"), dict):
+            snapshot["environment"] = environment_masked(snapshot["environment"], reveal=reveal)
+        return format_html('<pre style="white-space:pre-wrap">{}</pre>', json.dumps(snapshot, indent=2))
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, process: Process):

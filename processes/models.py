@@ -59,6 +59,9 @@ class Process(models.Model):
     # template, python_modules, vcpus, memory_mib, gpus, timeout_seconds, retry_attempts,
     # environment, queue.
     snapshot = models.JSONField("job settings used", default=dict)
+    # The job's version (history id in jobs.HistoricalJob) the run started from: who last changed
+    # the job before this run, and what it was. NULL for runs of jobs saved before history existed.
+    job_version = models.BigIntegerField("job version", null=True, blank=True, editable=False)
     executor = models.CharField("executor", max_length=20, blank=True)
     external_id = models.CharField("executor id", max_length=255, blank=True)
     # The executor's own words on the run, e.g. the AWS Batch state and status reason.

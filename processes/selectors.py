@@ -11,7 +11,14 @@ DEFAULT_LOG_LIMIT = 1_000_000
 def process_log_read(*, process: Process, offset: int = 0, limit: int = DEFAULT_LOG_LIMIT) -> LogChunk:
     """The run's log from byte `offset` on (local file, or the executor's store such as CloudWatch)."""
     executor = executor_get(process.executor or None)
-    return executor.read_log(process, max(offset, 0), limit)
+    offset = max(offset, 0)
+    try:
+        return executor.read_log(process, offset, limit)
+    except (OSError, OverflowError):
+        if offset == 0:
+            raise
+        # An offset past anything the file system can seek to: there is nothing there (yet).
+        return LogChunk(text="", next_offset=offset)
 
 
 def process_log_tail(*, process: Process, max_bytes: int = 20_000) -> str:

@@ -9,6 +9,8 @@ from processes.models import Process, ProcessStatus, Task, Trigger
 
 MAX_ID = 2**63 - 1
 MAX_BULK_RUNS = 1000
+# 1 TiB: beyond any run's log, and below what every file system can seek to.
+MAX_LOG_OFFSET = 2**40
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -36,6 +38,8 @@ class ProcessSummarySerializer(serializers.ModelSerializer):
             "failure_reason", "rerun_of",
             # Beyond the contract's list: why a run waits, which tick started it, what its executor says.
             "held", "schedule", "scheduled_for", "cancel_requested_at", "executor_state", "executor_status_reason",
+            # The job version (GET jobs/{id}/history/ history_id) the run started from.
+            "job_version",
         ]
         read_only_fields = fields
 
@@ -60,7 +64,7 @@ class ProcessFilterSerializer(serializers.Serializer):
 
 class LogQuerySerializer(serializers.Serializer):
     offset = serializers.IntegerField(
-        required=False, default=0, min_value=0, max_value=2**62,
+        required=False, default=0, min_value=0, max_value=MAX_LOG_OFFSET,
         help_text="Byte offset to read from; pass the previous response's X-Next-Offset to tail the log.",
     )
 

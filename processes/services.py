@@ -25,6 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from jobs.history import job_versions_latest
 from jobs.models import ConcurrencyPolicy, Job, Schedule
 from jobs.validation import validate_json_object
 from processes.costs import process_cost_record
@@ -171,6 +172,7 @@ def _create_processes(requests, cleaned, *, trigger, user, rerun_of, schedule, s
     # `skip` or `queue` job cannot both see "nothing active".
     job_ids = sorted({request.job.pk for request in requests})
     jobs = {job.pk: job for job in Job.objects.select_for_update().filter(pk__in=job_ids).order_by("pk")}
+    versions = job_versions_latest(job_ids=job_ids)
     guarded = [pk for pk, job in jobs.items() if job.concurrency_policy != ConcurrencyPolicy.ALLOW]
     active_jobs = set(
         Process.objects.filter(job_id__in=guarded, status__in=ACTIVE_STATUSES)
@@ -201,6 +203,7 @@ def _create_processes(requests, cleaned, *, trigger, user, rerun_of, schedule, s
             Process(
                 job=job, status=ProcessStatus.QUEUED, held=held, trigger=trigger, triggered_by=user,
                 parameters={**job.parameters, **parameters}, snapshot=job_snapshot(job),
+                job_version=versions.get(job.pk),
                 rerun_of=rerun_of, schedule=request.schedule or schedule,
                 scheduled_for=request.scheduled_for or scheduled_for, created_at=now,
             )

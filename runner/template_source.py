@@ -48,7 +48,8 @@ def _read_local(relative: str) -> str:
             raise TemplateFetchError(f"{relative} is larger than {MAX_TEMPLATE_BYTES // (1024 * 1024)} MiB.")
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise TemplateFetchError(f"{relative} does not exist in the template folder ({settings.JTB_TEMPLATE_ROOT}).") from None
+        # The server's folder stays out of the reason: users see it and it maps the host for them.
+        raise TemplateFetchError(f"{relative} does not exist in the template folder.") from None
     except IsADirectoryError:
         raise TemplateFetchError(f"{relative} is a folder, not a Python file.") from None
     except UnicodeDecodeError:

@@ -39,7 +39,8 @@ def test_bad_templates_are_refused(bad):
         validate_template(bad)
 
 
-def test_good_templates_are_accepted():
+def test_good_templates_are_accepted(settings):
+    settings.JTB_TEMPLATE_BUCKETS = ["my-bucket"]
     assert validate_template("examples/hello.py") == "examples/hello.py"
     assert validate_template("s3://my-bucket/jobs/r.py?versionId=abc") == "s3://my-bucket/jobs/r.py?versionId=abc"
 

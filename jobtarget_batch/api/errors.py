@@ -6,18 +6,22 @@ messages, `ProcessRefused` a 409 with its reason, so views never translate error
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
 from processes.services import ProcessRefused
 
 MAX_MESSAGE_FIELDS = 3
+logger = logging.getLogger("jobtarget_batch.errors")
 
 
 class Conflict(exceptions.APIException):
@@ -93,7 +97,15 @@ def api_exception_handler(exc, context):
         exc = exceptions.PermissionDenied(*exc.args)
     response = exception_handler(exc, context)
     if response is None:
-        return None
+        # Anything DRF does not know is a bug: log it and answer in the one error shape.
+        request = context.get("request")
+        logger.error("Unhandled API error on %s %s", getattr(request, "method", "?"),
+                     getattr(request, "path", "?"), exc_info=exc)
+        return Response(
+            {"message": "The server failed to answer this request; it has been logged. Try again or tell the "
+             "operators.", "code": "server_error", "errors": {}},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     if isinstance(exc, exceptions.ValidationError):
         errors = flatten_errors(exc.detail)
         body = {"message": validation_message(errors), "code": "invalid", "errors": errors}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rest_framework import permissions
 
+from jobs.permissions import user_may_run_jobs
+
 
 class ModelPermissions(permissions.DjangoModelPermissions):
     """Model permissions where reads need `view_<model>` too, so writers and readers are separate."""
@@ -22,8 +24,8 @@ class CanRunJobs(permissions.BasePermission):
     message = "You need the \"Can run, rerun and cancel runs of jobs\" permission."
 
     def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.has_perm("jobs.run_job"))
+        # The same rule the admin's Run now, Rerun and Cancel check (jobs.permissions).
+        return user_may_run_jobs(request.user)
 
 
 class CanView(permissions.DjangoModelPermissions):

@@ -14,6 +14,7 @@ ERROR_DESCRIPTIONS = {
     "404": "No such object.",
     "409": "Refused in the current state; `message` says why.",
     "413": "The request body is larger than the server accepts.",
+    "429": "Too many requests or failed sign-ins; retry after the seconds in the Retry-After header.",
 }
 
 
@@ -29,6 +30,8 @@ class AutoSchema(openapi.AutoSchema):
             codes.append("404")
         if self.method in ("POST", "PUT", "PATCH"):
             codes.append("413")
+        if getattr(self.view, "throttle_classes", None):
+            codes.append("429")
         for code in codes:
             if code not in responses:
                 responses[code] = self._get_response_for_code(

@@ -179,7 +179,8 @@ def job_definition_spec(platform: str) -> dict:
     """RegisterJobDefinition parameters of the runner for EC2 or FARGATE."""
     if platform not in ("EC2", "FARGATE"):
         raise BatchError(f"Unknown Batch platform {platform!r}; use EC2 or FARGATE.")
-    environment = [{"name": "JTB_EXECUTOR", "value": "aws_batch"}]
+    # JTB_RUNNER_ONLY: the runner signs nothing, so it starts without SECRET_KEY (settings refuse otherwise).
+    environment = [{"name": "JTB_EXECUTOR", "value": "aws_batch"}, {"name": "JTB_RUNNER_ONLY", "value": "true"}]
     environment += [{"name": name, "value": _setting_text(name)} for name in RUNNER_SETTINGS if _setting_text(name)]
     container = {
         "image": settings.JTB_BATCH_IMAGE,

@@ -79,7 +79,7 @@ class Command(BaseCommand):
             for fields in EXAMPLE_JOBS:
                 if Job.objects.filter(name=fields["name"]).exists():
                     continue
-                job_save(job=Job(**fields))
+                job_save(job=Job(**fields), reason="bootstrap")
                 created += 1
         if created:
             self.stdout.write(f"Created {created} example job(s).")

@@ -63,7 +63,8 @@ def local_run(*, process_id: int) -> None:
         services.process_finalize(process_id=process_id)
         return
     close_old_connections()
-    with log_path.open("ab") as log:
+    # Owner-only (0600): a run's log may hold whatever its job printed.
+    with open(log_path, "ab", opener=lambda path, flags: os.open(path, flags, 0o600)) as log:
         runner = subprocess.Popen(
             runner_command(process_id, workdir), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=settings.BASE_DIR, env=os.environ.copy(), start_new_session=True,

@@ -13,6 +13,10 @@ import time
 
 import psutil
 
+# psutil derives start times from the boot time in whole seconds: a process can look up to a
+# second older than it is.
+CLOCK_SLACK = 2.0
+
 
 def group_members(pgid: int, started_after: float = 0.0) -> list[psutil.Process]:
     """Live processes in group `pgid` created at or after `started_after` (a reused id is not ours)."""
@@ -21,7 +25,7 @@ def group_members(pgid: int, started_after: float = 0.0) -> list[psutil.Process]
         try:
             if process.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if os.getpgid(process.pid) == pgid and process.info["create_time"] >= started_after - 1:
+            if os.getpgid(process.pid) == pgid and process.info["create_time"] >= started_after - CLOCK_SLACK:
                 members.append(process)
         except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
             continue

@@ -94,6 +94,8 @@ class Supervisor:
             return
         log = log_open(spec.log)
         child.follower = child.follower or LogFollower(spec.log)
+        # Taken before the start: a member of the group is never older than this.
+        child.started_at = time.time()
         try:
             # Its own session and process group: Ctrl-C in the terminal reaches only the supervisor,
             # which stops each group itself, and killpg reaches everything the child started.
@@ -101,7 +103,6 @@ class Supervisor:
                                              stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             log.close()
-        child.started_at = time.time()
         child.started_monotonic = time.monotonic()
         child.restart_at = None
 

@@ -41,7 +41,9 @@ def child_specs(port: int, bind: str) -> list[ChildSpec]:
         ChildSpec(
             "web",
             [python, "-m", "gunicorn", "jobtarget_batch.wsgi", "--bind", f"{bind}:{port}", "--workers", "2",
-             "--threads", "4", "--graceful-timeout", "5", "--access-logfile", str(logs / "web-access.log")],
+             "--threads", "4", "--graceful-timeout", "5",
+             # gunicorn's control socket is one path per user: a second instance would take it over.
+             "--no-control-socket", "--access-logfile", str(logs / "web-access.log")],
             logs / "web.log", needs_port=True,
         ),
         ChildSpec(

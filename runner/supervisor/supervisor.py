@@ -36,8 +36,8 @@ class ChildSpec:
     name: str
     command: list[str]
     log: Path
-    # Celery beat, gunicorn and a control worker stop cleanly on SIGTERM. The local worker gets
-    # SIGQUIT (cold shutdown): its runs continue in their own sessions, so it need not wait for them.
+    # Celery beat, gunicorn and a control worker stop cleanly on SIGTERM (sent to the leader, which
+    # stops its own workers). SIGKILL goes to the whole group at once (see run_all's local worker).
     stop_signal: int = signal.SIGTERM
     before_start: Callable[[], None] | None = None
     needs_port: bool = False
@@ -189,6 +189,9 @@ class Supervisor:
         for child in running:
             # The leader only: it stops its own workers in order; killing its pool processes under
             # it would only make it log errors. What is left after the grace is killed as a group.
+            if child.spec.stop_signal == signal.SIGKILL:
+                group_kill(child.process.pid, started_after=child.started_at, timeout=0)
+                continue
             try:
                 child.process.send_signal(child.spec.stop_signal)
             except ProcessLookupError:

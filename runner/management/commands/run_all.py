@@ -55,7 +55,11 @@ def child_specs(port: int, bind: str) -> list[ChildSpec]:
             "local-worker",
             [*celery, "worker", "-Q", settings.JTB_LOCAL_QUEUE, "-c", str(settings.JTB_LOCAL_SLOTS),
              "-n", "local@%h", *quiet],
-            logs / "local-worker.log", stop_signal=signal.SIGQUIT,
+            logs / "local-worker.log",
+            # Killed outright, pool and all: a run's watcher stopped any other way kills its runner
+            # on the way out. Killed, it leaves the runner (its own session) to finish and record
+            # its result; the worker's unacknowledged messages are delivered again on the next start.
+            stop_signal=signal.SIGKILL,
         ),
         ChildSpec(
             "beat",

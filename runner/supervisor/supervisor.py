@@ -150,14 +150,15 @@ class Supervisor:
         if self.stopping:
             return
         ran = time.monotonic() - child.started_monotonic
-        child.failures_in_a_row = 0 if ran >= HEALTHY_AFTER_SECONDS else child.failures_in_a_row + 1
+        # A child that ran a good while starts over from the shortest delay.
+        child.failures_in_a_row = 1 if ran >= HEALTHY_AFTER_SECONDS else child.failures_in_a_row + 1
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
         delay = self._schedule_restart(child)
         self.warn(f"{child.spec.name} {how} after {ran:.0f} s; restarting in {delay} s "
                   f"(its log: {child.spec.log}).")
 
     def _schedule_restart(self, child: Child) -> int:
-        delay = BACKOFF[min(child.failures_in_a_row, len(BACKOFF) - 1)]
+        delay = BACKOFF[min(max(child.failures_in_a_row - 1, 0), len(BACKOFF) - 1)]
         child.restart_at = time.monotonic() + delay
         return delay
 

@@ -17,10 +17,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import call_command, load_command_class
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.management.commands.bootstrap import Command as BootstrapCommand
 from runner.supervisor.outcomes import OutcomeFeed
 from runner.supervisor.state import AlreadyRunning
 from runner.supervisor.supervisor import ChildSpec, Supervisor, signals_install
@@ -99,8 +98,9 @@ class Command(BaseCommand):
 
     def _setup(self) -> tuple[str, str | None] | None:
         call_command("migrate", interactive=False, verbosity=0)
-        bootstrap = BootstrapCommand(stdout=io.StringIO(), stderr=io.StringIO())
-        call_command(bootstrap)
+        # Loaded by name as Django does (management commands of two apps do not import each other).
+        bootstrap = load_command_class("jobs", "bootstrap")
+        call_command(bootstrap, stdout=io.StringIO(), stderr=io.StringIO())
         return bootstrap.created_admin
 
     def _banner(self, bind: str, port: int, created: tuple[str, str | None] | None) -> None:

@@ -22,6 +22,7 @@ Broadcast (fanout) exchanges keep the stock implementation; `run_all` turns work
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -114,10 +115,8 @@ class Channel(filesystem.Channel):
                 handle.write(str_to_bytes(dumps(payload)))
             os.replace(temp, final)
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 temp.unlink()
-            except OSError:
-                pass
             raise filesystem.ChannelError(f"Cannot add message {final.name!r} to {final.parent}") from exc
 
     # --- consume -------------------------------------------------------------------------------
@@ -229,10 +228,8 @@ class Channel(filesystem.Channel):
                     restored += 1
                 except FileNotFoundError:
                     pass  # another consumer restored it first
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(owner.path)
-            except OSError:
-                pass
         if restored:
             logger.warning("Broker: %d message(s) held by a stopped worker are queued again", restored)
         return restored

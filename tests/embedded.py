@@ -6,6 +6,7 @@ Used by the fault tests (tests/test_run_all_faults.py) and the soak benchmark (b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -206,7 +207,5 @@ class EmbeddedSystem:
     def kill_leftovers(self) -> None:
         """Test cleanup: nothing started from this folder may outlive the test."""
         for process in self.processes_of_this_folder():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
-            except psutil.NoSuchProcess:
-                pass

@@ -7,6 +7,7 @@ and record their own result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -37,10 +38,8 @@ def group_kill(pgid: int, started_after: float = 0.0, timeout: float = 5.0) -> i
     """SIGKILL every member of the group and wait until they are gone; returns how many there were."""
     members = group_members(pgid, started_after)
     for member in members:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             member.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(members, timeout=timeout)
     return len(members)
 

@@ -5,6 +5,7 @@ time. One supervisor per data folder; a start after a killed supervisor first st
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import subprocess
@@ -193,10 +194,8 @@ class Supervisor:
             if child.spec.stop_signal == signal.SIGKILL:
                 group_kill(child.process.pid, started_after=child.started_at, timeout=0)
                 continue
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 child.process.send_signal(child.spec.stop_signal)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for child in running:
             while not self.stop_now and time.monotonic() < deadline:
@@ -211,10 +210,8 @@ class Supervisor:
             if group_members(pgid, child.started_at):
                 group_kill(pgid, started_after=child.started_at)
             group_wait_empty(pgid, child.started_at, time.monotonic() + 5)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 child.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
         self._echo_warnings()
         self.state.unlock()
 

@@ -46,7 +46,7 @@ def wait_for_http(url: str, timeout: float = 60) -> int:
 def embedded_env(tmp_path):
     """The environment of a fresh machine: nothing set but a private data folder."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "CELERY_", "JTB_", "DJANGO_SUPERUSER"))}
+           if not k.startswith(("DATABASE_URL", "CELERY_", "JTB_", "DJANGO_SUPERUSER", "DJANGO_SETTINGS"))}
     env.update({"JTB_DATA_DIR": str(tmp_path / "var"), "PORT": str(free_port())})
     return env
 

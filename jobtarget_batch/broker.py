@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 SCHEME = "jtb-filesystem"
 MESSAGE_SUFFIX = ".msg"
 TEMP_SUFFIX = ".tmp"
+ORPHAN_CHECK_SECONDS = 30.0
 
 
 def transport_register() -> None:
@@ -78,7 +79,7 @@ class Channel(filesystem.Channel):
         self._no_ack_queues: set[str] = set()
         # Names listed on the last scan of the queue folder, tried before listing it again.
         self._candidates: dict[str, deque[str]] = {}
-        self._orphans_checked = False
+        self._next_orphan_check = 0.0
 
     # --- folders -------------------------------------------------------------------------------
     @property
@@ -128,8 +129,10 @@ class Channel(filesystem.Channel):
         ))
 
     def _get(self, queue, timeout=None):
-        if not self._orphans_checked:
-            self._orphans_checked = True
+        if time.monotonic() >= self._next_orphan_check:
+            # At the first look, and now and then: a worker that died while this one ran (and was
+            # not restarted) leaves its messages to whoever consumes.
+            self._next_orphan_check = time.monotonic() + ORPHAN_CHECK_SECONDS
             self.claims_recover()
         listed = False
         while True:

@@ -55,17 +55,22 @@ def main() -> int:
     parser.add_argument("--rerun-share", type=float, default=0.03)
     parser.add_argument("--stuck-after", type=float, default=120)
     parser.add_argument("--lost-after", type=float, default=300)
+    parser.add_argument("--max-active", type=int, default=0,
+                        help="runs not yet finished before submitting pauses (default: 4 per slot), so the "
+                        "backlog at the last submit can clear well within --stuck-after")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the data folder (its path is printed)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    max_active = args.max_active or 4 * args.slots
 
     baseline = interpreter_starts_per_min(args.slots, 40)
     folder = Path(tempfile.mkdtemp(prefix="jtb-soak-"))
     data_dir = folder / "var"
     database_prepare(data_dir)
     system = EmbeddedSystem(data_dir, JTB_LOCAL_SLOTS=str(args.slots))
-    result: dict = {"runs_requested": args.runs, "slots": args.slots, "data_dir": str(data_dir)}
+    result: dict = {"runs_requested": args.runs, "slots": args.slots, "max_active": max_active,
+                    "data_dir": str(data_dir)}
     try:
         system.start()
         result["seconds_to_answer"] = round(system.wait_answering(timeout=300), 1)
@@ -113,7 +118,7 @@ def main() -> int:
                 killed = True
                 result["local_worker_killed_after_runs"] = len(ids)
             # Keep the queue from running away from the slots: the soak is of steady use, not a flood.
-            while sum(1 for status, _ in system.statuses(ids[-300:]).values() if status not in FINISHED) > 60:
+            while sum(1 for status, _ in system.statuses(ids[-300:]).values() if status not in FINISHED) > max_active:
                 time.sleep(0.5)
         last_submit = time.monotonic()
         outcomes = system.wait_all_finished(ids, timeout=args.stuck_after)

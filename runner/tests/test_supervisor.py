@@ -16,7 +16,7 @@ from runner.supervisor import supervisor as supervision
 from runner.supervisor.ports import port_is_free
 from runner.supervisor.state import AlreadyRunning, SupervisorState
 from runner.supervisor.supervisor import ChildSpec, Supervisor
-from runner.tests.test_runner_support import wait_for
+from tests.support import wait_for
 
 # A child that starts a grandchild, writes both pids, and (optionally) ignores SIGTERM.
 FAMILY = """

@@ -120,6 +120,7 @@ def test_a_message_held_by_a_killed_consumer_is_delivered_again(broker):
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # no database involved: the SQLite half of the suite runs it once
 def test_stress_4_producers_2_consumers_20000_messages_no_bad_read_loss_or_double():
     """The loop that lost messages on kombu's stock transport; the stock figures are printed beside ours."""
     result = subprocess.run(

@@ -121,6 +121,7 @@ def test_a_message_held_by_a_killed_consumer_is_delivered_again(broker):
 
 @pytest.mark.slow
 @pytest.mark.sqlite_only  # no database involved: the SQLite half of the suite runs it once
+@pytest.mark.timeout(1200)  # ~4 min on a loaded 2-core machine, over the suite's 300 s default
 def test_stress_4_producers_2_consumers_20000_messages_no_bad_read_loss_or_double():
     """The loop that lost messages on kombu's stock transport; the stock figures are printed beside ours."""
     result = subprocess.run(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,7 @@ def run(transport: str, messages: int, producers: int, consumers: int) -> dict:
             result = json.loads(path.read_text())
             counts.update(result["received"])
             bad.extend(result["bad"])
+    shutil.rmtree(folder, ignore_errors=True)
     sent = share * producers
     expected = {f"{p}-{s}" for p in range(producers) for s in range(share)}
     return {

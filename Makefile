@@ -17,11 +17,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/uv
 
 env: $(VENV)/.installed
 
+# run_all --setup migrates and runs bootstrap first, so its banner can show a new admin password;
+# logs go to var/logs/, the terminal shows warnings and run outcomes.
 run: env
 	$(BIN)/python -m jobtarget_batch.secret_key_file
-	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py bootstrap
-	PORT=$(PORT) $(BIN)/python manage.py run_all
+	PORT=$(PORT) $(BIN)/python manage.py run_all --setup
 
 # Tests run on TEST_WORKERS processes (each with its own test database); the few marked
 # `serial` (they stop the database server) run afterwards on their own. pytest's exit code 5

@@ -188,19 +188,25 @@ BROKER_DIR = DATA_DIR / "broker"
 
 def broker_transport_options(url: str) -> dict:
     """The file-system broker keeps its folders in the data dir (kombu's default is ./control ...)."""
-    if not url.startswith("filesystem://"):
+    if not url.startswith(("filesystem://", "jtb-filesystem://")):
         return {}
     return {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # Messages a worker holds until it acknowledges them (jtb-filesystem only).
+        "claimed_folder": str(BROKER_DIR / "claimed"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # An idle worker looks for new messages this often (seconds): the wait before a run starts.
+        "polling_interval": 0.25,
     }
 
 
 # "localhost" only names the machine: kombu warns about a broker URL without a host.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//")
+# jtb-filesystem:// is our file-system transport (jobtarget_batch/broker.py): kombu's stock
+# filesystem:// can hand a consumer a half-written message and loses what a killed worker held.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "jtb-filesystem://localhost//")
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

@@ -4,12 +4,14 @@ broker, gunicorn, both workers and beat — and a job run through all of it."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -44,7 +46,7 @@ def wait_for_http(url: str, timeout: float = 60) -> int:
 def embedded_env(tmp_path):
     """The environment of a fresh machine: nothing set but a private data folder."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "CELERY_", "JTB_", "DJANGO_SUPERUSER"))}
+           if not k.startswith(("DATABASE_URL", "CELERY_", "JTB_", "DJANGO_SUPERUSER", "DJANGO_SETTINGS"))}
     env.update({"JTB_DATA_DIR": str(tmp_path / "var"), "PORT": str(free_port())})
     return env
 
@@ -86,3 +88,42 @@ def test_run_all_serves_the_admin_and_runs_a_job_until_ctrl_c(embedded_env):
         output, _ = system.communicate(timeout=60)
     assert system.returncode == 0
     assert "JobTarget Batch is running" in output
+    # A quiet terminal: the banner, the run's outcome, no access or INFO lines; those are in files.
+    assert f"Run {process_id} (Hello world) succeeded in " in output
+    assert "INFO" not in output and "GET /admin/login/" not in output, output
+    logs = Path(env["JTB_DATA_DIR"]) / "logs"
+    assert "GET /admin/login/" in (logs / "web-access.log").read_text()
+    assert "INFO" in (logs / "beat.log").read_text()
+
+
+def test_make_run_banner_shows_the_admin_url_user_one_time_password_and_log_folder(embedded_env):
+    """`make run` is `run_all --setup`: migrate, bootstrap, then a banner a new user can act on."""
+    system = subprocess.Popen([sys.executable, "manage.py", "run_all", "--setup"], cwd=settings.BASE_DIR,
+                              env=embedded_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for_http(f"http://127.0.0.1:{embedded_env['PORT']}/admin/login/", timeout=240) == 200
+    finally:
+        system.send_signal(signal.SIGINT)
+        output, _ = system.communicate(timeout=60)
+    assert system.returncode == 0, output
+    password = re.search(r"User:\s+admin\s+password: (\S+)\s+\(shown once", output)
+    assert password, output
+    assert f"Admin:  http://127.0.0.1:{embedded_env['PORT']}/admin/" in output
+    assert f"Logs:   {Path(embedded_env['JTB_DATA_DIR']).resolve() / 'logs'}/" in output
+    login = manage("shell", "--no-imports", "-c", "from django.contrib.auth import authenticate; "
+                   f"print(authenticate(username='admin', password={password.group(1)!r}) is not None)",
+                   env=embedded_env)
+    assert login.stdout.strip().endswith("True"), login.stderr
+    # A second start has no new password to show, and says so.
+    assert "(password set at first start)" in run_until_answering(embedded_env)
+
+
+def run_until_answering(env: dict) -> str:
+    system = subprocess.Popen([sys.executable, "manage.py", "run_all", "--setup"], cwd=settings.BASE_DIR, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{env['PORT']}/admin/login/", timeout=240)
+    finally:
+        system.send_signal(signal.SIGINT)
+        output, _ = system.communicate(timeout=60)
+    return output

@@ -75,7 +75,7 @@ def test_embedded_default_is_sqlite_and_a_file_system_broker():
             "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.JTB_EXECUTOR)")
     result = subprocess.run([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env, capture_output=True,
                             text=True, timeout=60)
-    assert result.stdout.split() == ["django.db.backends.sqlite3", "filesystem://localhost//", "local"], result.stderr
+    assert result.stdout.split() == ["django.db.backends.sqlite3", "jtb-filesystem://localhost//", "local"], result.stderr
 
 
 def test_sql_server_settings_path_loads_mssql_django_and_renders_every_migration():

@@ -48,6 +48,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-examples", action="store_true", help="Do not create the example jobs.")
 
+    # (username, generated password or None) when this run created the admin user: `run_all --setup`
+    # shows them in its banner.
+    created_admin: tuple[str, str | None] | None = None
+
     def handle(self, *args, no_examples: bool = False, **options):
         self._admin_user()
         if not no_examples:
@@ -64,6 +68,7 @@ class Command(BaseCommand):
             password = secrets.token_urlsafe(12)
         email = os.environ.get("DJANGO_SUPERUSER_EMAIL", "")
         User.objects.create_superuser(username=username, email=email, password=password)
+        self.created_admin = (username, password if generated else None)
         if generated:
             # Printed once: it is not stored anywhere else.
             self.stdout.write(self.style.WARNING(

@@ -13,6 +13,10 @@ from jobtarget_batch.admin_tools import CappedCountPaginator, LinesField
 
 
 class ChannelForm(forms.ModelForm):
+    url = forms.URLField(
+        required=False, max_length=2000, assume_scheme="https", label="URL",
+        help_text=Channel._meta.get_field("url").help_text,
+    )
     emails = LinesField(
         required=False, label="E-mail addresses",
         help_text="E-mail only: who gets the messages, one address per line, e.g. oncall@example.com.",

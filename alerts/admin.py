@@ -1,5 +1,5 @@
-"""Admin for alerts: channels people manage, per-job rules and thresholds (inlines on the job page),
-and the read-only record of alerts raised and of every delivery attempt."""
+"""Admin for alerts: channels people manage, per-job rules and thresholds, and the read-only record
+of alerts raised and of every delivery attempt."""
 
 from __future__ import annotations
 
@@ -35,22 +35,26 @@ class ChannelAdmin(admin.ModelAdmin):
     search_fields = ["name"]
 
 
-class JobAlertRuleInline(admin.TabularInline):
-    """On the job page: which event goes to which channel. None: the default channels get everything."""
+@admin.register(JobAlertRule)
+class JobAlertRuleAdmin(admin.ModelAdmin):
+    """Which event of which job goes to which channel. A job with no rule sends everything to the
+    default channels (and its failures to its notification e-mails, as always)."""
 
-    model = JobAlertRule
-    extra = 0
-    autocomplete_fields = ["channel"]
-    verbose_name = "alert rule"
-    verbose_name_plural = "Alert rules (none: every alert goes to the default channels)"
+    list_display = ["job", "event", "channel"]
+    list_filter = ["event", "channel"]
+    list_select_related = ["job", "channel"]
+    search_fields = ["job__name", "channel__name"]
+    autocomplete_fields = ["job", "channel"]
 
 
-class JobAlertPolicyInline(admin.StackedInline):
-    model = JobAlertPolicy
-    extra = 0
-    max_num = 1
-    can_delete = True
-    verbose_name_plural = "Alert thresholds (empty fields use the system defaults)"
+@admin.register(JobAlertPolicy)
+class JobAlertPolicyAdmin(admin.ModelAdmin):
+    """Per-job limits; an empty field uses the system default (settings JTB_ALERT_*)."""
+
+    list_display = ["job", "slow_after_seconds", "slow_p95_factor", "waiting_after_seconds", "failures_in_row"]
+    list_select_related = ["job"]
+    search_fields = ["job__name"]
+    autocomplete_fields = ["job"]
 
 
 class DeliveryAttemptInline(admin.TabularInline):

@@ -184,16 +184,19 @@ def _failure_summary(process: Process) -> str:
 
 @dataclass
 class CheckResult:
+    failed: list[int] = field(default_factory=list)
     slow: list[int] = field(default_factory=list)
     waiting: list[int] = field(default_factory=list)
     schedules_missed: list[int] = field(default_factory=list)
 
 
 def alerts_check(*, now: datetime | None = None) -> CheckResult:
-    """Look for runs still going past their slow limit, runs waiting too long to start, and
-    beat schedules whose next tick is long overdue. Safe to run in several workers at once."""
+    """Look for failures whose finish hook was lost, runs still going past their slow limit, runs
+    waiting too long to start, and beat schedules whose next tick is long overdue. Safe to run in
+    several workers at once."""
     now = now or timezone.now()
     result = CheckResult()
+    _check_unreported_failures(now, result)
     _check_slow_runs(now, result)
     _check_waiting_runs(now, result)
     _check_missed_schedules(now, result)
@@ -206,6 +209,24 @@ def _policies(job_ids) -> dict[int, JobAlertPolicy]:
 
 def _already_alerted(event: str, process_ids) -> set[int]:
     return set(Alert.objects.filter(event=event, process_id__in=list(process_ids)).values_list("process_id", flat=True))
+
+
+def _check_unreported_failures(now: datetime, result: CheckResult) -> None:
+    """A runner killed right after it recorded a failure never ran the finish hook: catch up.
+
+    Only recent failures (JTB_ALERT_CATCH_UP_SECONDS), so that turning alerts on does not page
+    for last year's failures.
+    """
+    since = now - timedelta(seconds=settings.JTB_ALERT_CATCH_UP_SECONDS)
+    # process_status_id_idx: the newest failed runs, then the few that finished recently.
+    recent = [
+        pk for pk, finished_at in Process.objects.filter(status=ProcessStatus.FAILED)
+        .order_by("-pk").values_list("pk", "finished_at")[:CHECK_LIMIT]
+        if finished_at and finished_at >= since
+    ]
+    for pk in sorted(set(recent) - _already_alerted(Event.FAILED, recent)):
+        if any(alert.event == Event.FAILED for alert in alerts_on_process_finished(process_id=pk)):
+            result.failed.append(pk)
 
 
 def _check_slow_runs(now: datetime, result: CheckResult) -> None:

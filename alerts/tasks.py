@@ -9,9 +9,9 @@ from alerts import services
 
 @shared_task(name="alerts.tasks.check_alerts")
 def check_alerts() -> dict:
-    """Beat: slow and waiting runs, schedules that stopped firing."""
+    """Beat: failures whose alert was lost, slow and waiting runs, schedules that stopped firing."""
     result = services.alerts_check()
-    return {"slow": result.slow, "waiting": result.waiting, "schedules_missed": result.schedules_missed}
+    return {"failed": result.failed, "slow": result.slow, "waiting": result.waiting, "schedules_missed": result.schedules_missed}
 
 
 @shared_task(name="alerts.tasks.send_due_deliveries")

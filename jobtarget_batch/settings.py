@@ -479,6 +479,9 @@ JTB_ALERT_RETRY_BASE_SECONDS = env_int("JTB_ALERT_RETRY_BASE_SECONDS", 10, minim
 JTB_ALERT_RETRY_MAX_SECONDS = env_int("JTB_ALERT_RETRY_MAX_SECONDS", 3600, minimum=1)
 # A retry this many seconds overdue was lost with its worker: the sweeper sends it again.
 JTB_ALERT_LOST_RETRY_SECONDS = env_int("JTB_ALERT_LOST_RETRY_SECONDS", 300, minimum=30)
+# Failures from the last this many seconds whose alert was never raised (the runner died right
+# after recording the failure) are alerted by the periodic check.
+JTB_ALERT_CATCH_UP_SECONDS = env_int("JTB_ALERT_CATCH_UP_SECONDS", 900, minimum=60)
 JTB_ALERT_CHECK_SECONDS = env_int("JTB_ALERT_CHECK_SECONDS", 30, minimum=1)
 JTB_ALERT_SEND_SECONDS = env_int("JTB_ALERT_SEND_SECONDS", 5, minimum=1)
 # /metrics: a scrape must carry "Authorization: Bearer <token>" when a token is set, and come

@@ -330,3 +330,18 @@ def test_a_disabled_channel_gets_nothing_and_a_redelivered_attempt_sends_nothing
     assert len(receiver.requests) == 1
     assert Delivery.objects.filter(status=DeliveryStatus.SENT).count() == 1
     assert not Delivery.objects.exclude(status=DeliveryStatus.SENT).exists()  # disabled: no route at all
+
+
+def test_a_failure_whose_finish_hook_was_lost_is_alerted_by_the_check(alert_settings, make_job):
+    job = make_job()
+    old = process_services.process_start(job=job, trigger=Trigger.MANUAL)
+    lost = process_services.process_start(job=job, trigger=Trigger.MANUAL)
+    for process in (old, lost):  # no on_commit callbacks run: the hook is "lost"
+        assert process_services.process_finish(process_id=process.pk, status=ProcessStatus.FAILED)
+    Process.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=2))
+    with Receiver() as receiver:
+        webhook(receiver.url)
+        assert services.alerts_check().failed == [lost.pk]
+        assert services.alerts_check().failed == []
+        send_due()
+    assert [post.json["alerts"][0]["process_id"] for post in receiver.requests] == [lost.pk]

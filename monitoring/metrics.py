@@ -53,7 +53,7 @@ def _histograms(*, start: str, end: str, buckets, extra: Q) -> dict[int, tuple[l
 def _histogram_family(name: str, documentation: str, buckets, data: dict, names: dict[int, str]):
     family = HistogramMetricFamily(name, documentation, labels=["job"])
     for job_id, (cumulative, count, total) in sorted(data.items()):
-        pairs = [(str(float(bound)), value) for bound, value in zip(buckets, cumulative)] + [("+Inf", count)]
+        pairs = [(str(float(bound)), value) for bound, value in zip(buckets, cumulative, strict=True)] + [("+Inf", count)]
         family.add_metric([names.get(job_id, str(job_id))], pairs, total)
     return family
 

@@ -1,7 +1,7 @@
 """Every state change of alerting: raise an alert once, group it into a delivery, send a delivery.
 
-`alerts_on_process_finished` is the hook a finished run calls (failed, recovered, slow, failures in
-a row); `alerts_check` is the periodic look for what no finish reports (slow or waiting runs still
+`alerts_on_process_finished` is the hook a finalized run calls (failed, recovered, slow, failures
+in a row); `alerts_check` is the periodic look for what no finish reports (slow or waiting runs still
 active, schedules that stopped firing). Both raise alerts through `alert_raise`, where the database
 refuses the same event twice and where alerts join the open delivery of their job and event.
 Sending happens outside any transaction, in `delivery_attempt`, claimed per attempt with a
@@ -119,8 +119,9 @@ def _delivery_join(*, alert: Alert, route: selectors.Route, now: datetime) -> De
 def alerts_on_process_finished(*, process_id: int) -> list[Alert]:
     """Raise what a finished run calls for: failed, failures in a row, recovered, slow.
 
-    Called once per finished run after its status is committed (process_finish). Never raises:
-    a run's outcome must not depend on alerting; problems are logged.
+    Called once per finished run by the control plane (processes.services.process_finalize), and
+    again by the periodic check for a recent failure with no alert. Never raises: a run's outcome
+    must not depend on alerting; problems are logged.
     """
     try:
         return _process_finished_alerts(process_id)

@@ -55,7 +55,8 @@ def test_failed_run_alert_is_retried_by_celery_after_a_receiver_error(workers):
         job = Job.objects.create(name="etl", template="examples/etl_fails.py", memory_mib=512)
         process = wait_until_finished(process_start(job=job, trigger=Trigger.API))
         assert process.status == ProcessStatus.FAILED
-        # The runner raised the alert when it recorded the failure; beat's sweeper hands it on.
+        # The worker that watched the runner finalized the run and raised the alert; beat's sweeper
+        # (called here) hands the delivery to a worker.
         wait_for(lambda: Delivery.objects.filter(status=DeliveryStatus.OPEN).exists(), timeout=30)
         send_due_deliveries.delay()
         wait_for(lambda: len(receiver.requests) >= 2, timeout=90)

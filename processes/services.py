@@ -25,7 +25,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from alerts.services import alerts_on_process_finished
 from jobs.history import job_versions_latest
 from jobs.models import ConcurrencyPolicy, Job, Schedule
 from jobs.validation import validate_json_object
@@ -378,6 +377,10 @@ def process_finalize(*, process_id: int) -> bool:
     process_cost_record(process_id=process_id)
     job_id = Process.objects.filter(pk=process_id).values_list("job_id", flat=True).get()
     # Failed, recovered, slow, failures in a row; a failure also e-mails the job's notify_emails.
+    # Imported here: the runner imports this module and never finalizes, so it skips alerting's
+    # imports (HTTP client, message building) on its startup path.
+    from alerts.services import alerts_on_process_finished
+
     alerts_on_process_finished(process_id=process_id)
     process_release_next(job_id=job_id)
     return True

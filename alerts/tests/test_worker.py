@@ -16,7 +16,7 @@ from alerts.tests.receiver import Receiver
 from jobs.models import Job
 from processes.models import ProcessStatus, Trigger
 from processes.services import process_start
-from runner.tests.test_runner_support import wait_for
+from tests.support import wait_for
 from tests.test_celery_worker import redis_broker, wait_until_finished  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]

@@ -74,7 +74,7 @@ def get(url: str) -> tuple[int, dict]:
 def test_readyz_is_503_while_the_database_is_gone_and_200_once_it_is_back(tmp_path):
     """gunicorn on an SQLite database whose folder is moved away (as root, chmod cannot lock it)."""
     from conftest import service_reachable
-    from runner.tests.test_runner_support import wait_for
+    from tests.support import wait_for
     from tests.test_run_all import free_port
 
     data = tmp_path / "data"

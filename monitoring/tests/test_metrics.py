@@ -156,7 +156,7 @@ def test_scrapes_from_outside_the_allowed_networks_are_refused(client, settings)
 @pytest.mark.slow
 def test_two_gunicorn_workers_report_the_same_figures_as_the_database(subprocess_env, tmp_path):
     from conftest import service_reachable
-    from runner.tests.test_runner_support import wait_for
+    from tests.support import wait_for
     from tests.test_run_all import free_port
 
     several_jobs_ran()

@@ -28,7 +28,7 @@ def test_admin_makes_a_webhook_channel_and_reads_the_delivery_log(
     page.fill("#id_username", "ada")
     page.fill("#id_password", "correct horse battery")
     page.click("input[type=submit]")
-    page.wait_for_selector("text=Site administration")
+    page.wait_for_selector("text=Operations console")
 
     with Receiver(statuses=[500]) as receiver:
         page.goto(f"{live_server.url}/admin/alerts/channel/add/")

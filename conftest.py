@@ -149,3 +149,15 @@ def no_dispatch():
 
     with mock.patch("processes.tasks.submit_processes.delay") as delay:
         yield delay
+
+
+@pytest.fixture
+def celery_eager():
+    """Tasks run in the calling thread, retries included (eager mode ignores countdowns). Errors are
+    not propagated: with propagation, Celery raises a task's own `retry()` instead of retrying."""
+    from jobtarget_batch.celery import app
+
+    saved = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = saved

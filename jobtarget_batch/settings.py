@@ -6,6 +6,7 @@ on the local file system, the local executor and e-mail printed to the console.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import sys
@@ -80,9 +81,14 @@ INSTALLED_APPS = [
     "processes",
     "runner",
     "console",
+    "alerts",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
+    # First: a load balancer's probe gets /healthz and /readyz without host checks, HTTPS
+    # redirects or sessions (monitoring/health.py).
+    "monitoring.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads a parameter: NUL and lone surrogates in query strings and forms are a 400.
@@ -453,6 +459,51 @@ JTB_PURGE_HOUR_UTC = env_int("JTB_PURGE_HOUR_UTC", 3, minimum=0)
 if JTB_PURGE_HOUR_UTC > 23:
     raise ImproperlyConfigured("JTB_PURGE_HOUR_UTC must be from 0 to 23")
 
+# --- Alerts, metrics, health (alerts/, monitoring/) ---------------------------------------------
+# Alerts of one job and event raised within this many seconds go out as one message (a storm of
+# failures makes one message); the first alert waits this long before it is sent. 0 sends at once.
+JTB_ALERT_GROUP_SECONDS = env_int("JTB_ALERT_GROUP_SECONDS", 30, minimum=0)
+# Defaults for jobs without their own alert thresholds (admin: Alert thresholds):
+# a run queued, held or waiting for capacity longer than this raises "waiting";
+JTB_ALERT_WAITING_SECONDS = env_int("JTB_ALERT_WAITING_SECONDS", 3600, minimum=1)
+# a run longer than this factor × the p95 of the job's last 30 successful runs raises "slow"
+# (0 turns it off), once the job has JTB_ALERT_SLOW_MIN_RUNS of them and never under
+# JTB_ALERT_SLOW_MIN_SECONDS;
+JTB_ALERT_SLOW_P95_FACTOR = env_decimal("JTB_ALERT_SLOW_P95_FACTOR", Decimal("3"))
+if JTB_ALERT_SLOW_P95_FACTOR < 0:
+    raise ImproperlyConfigured("JTB_ALERT_SLOW_P95_FACTOR must be 0 (off) or more")
+JTB_ALERT_SLOW_MIN_RUNS = env_int("JTB_ALERT_SLOW_MIN_RUNS", 10, minimum=1)
+JTB_ALERT_SLOW_MIN_SECONDS = env_int("JTB_ALERT_SLOW_MIN_SECONDS", 60, minimum=0)
+# this many failures in a row raise "failures in a row" (once per streak).
+JTB_ALERT_FAILURES_IN_ROW = env_int("JTB_ALERT_FAILURES_IN_ROW", 3, minimum=2)
+# A beat schedule whose next tick is this many seconds overdue raises "schedule did not fire".
+JTB_ALERT_SCHEDULE_LATE_SECONDS = env_int("JTB_ALERT_SCHEDULE_LATE_SECONDS", 300, minimum=1)
+# Sending: HTTP timeout, attempts in all, and the wait after a failed attempt (doubling, capped).
+JTB_ALERT_HTTP_TIMEOUT_SECONDS = env_int("JTB_ALERT_HTTP_TIMEOUT_SECONDS", 10, minimum=1)
+JTB_ALERT_DELIVERY_ATTEMPTS = env_int("JTB_ALERT_DELIVERY_ATTEMPTS", 6, minimum=1)
+JTB_ALERT_RETRY_BASE_SECONDS = env_int("JTB_ALERT_RETRY_BASE_SECONDS", 10, minimum=1)
+JTB_ALERT_RETRY_MAX_SECONDS = env_int("JTB_ALERT_RETRY_MAX_SECONDS", 3600, minimum=1)
+# A retry this many seconds overdue was lost with its worker: the sweeper sends it again.
+JTB_ALERT_LOST_RETRY_SECONDS = env_int("JTB_ALERT_LOST_RETRY_SECONDS", 300, minimum=30)
+# Failures from the last this many seconds whose alert was never raised (the runner died right
+# after recording the failure) are alerted by the periodic check.
+JTB_ALERT_CATCH_UP_SECONDS = env_int("JTB_ALERT_CATCH_UP_SECONDS", 900, minimum=60)
+JTB_ALERT_CHECK_SECONDS = env_int("JTB_ALERT_CHECK_SECONDS", 30, minimum=1)
+JTB_ALERT_SEND_SECONDS = env_int("JTB_ALERT_SEND_SECONDS", 5, minimum=1)
+# /metrics: a scrape must carry "Authorization: Bearer <token>" when a token is set, and come
+# from one of these networks (CIDR) when a list is set. Neither set: loopback only.
+JTB_METRICS_TOKEN = env_str("JTB_METRICS_TOKEN")
+JTB_METRICS_ALLOWED_NETWORKS = env_list(
+    "JTB_METRICS_ALLOWED_NETWORKS", [] if JTB_METRICS_TOKEN else ["127.0.0.0/8", "::1/128"]
+)
+for _network in JTB_METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"JTB_METRICS_ALLOWED_NETWORKS: {_network!r} is not a network, e.g. 10.0.0.0/8") from None
+# /readyz gives each check (database, broker, AWS Batch job queue) this long.
+JTB_READYZ_TIMEOUT_SECONDS = env_int("JTB_READYZ_TIMEOUT_SECONDS", 3, minimum=1)
+
 
 def beat_schedule() -> dict[str, dict]:
     """Every periodic task, in one place. Each entry's task is safe to run twice; `expires` drops
@@ -472,6 +523,9 @@ def beat_schedule() -> dict[str, dict]:
         "jtb-expire-idempotency-records": every("processes.tasks.expire_idempotency_records", 3600, expires=True),
         # The tracker: Batch job states of active runs, lost submissions, runs stuck waiting for capacity.
         "jtb-track-batch-jobs": every("runner.tasks.track_batch_jobs", JTB_BATCH_TRACK_SECONDS),
+        # Alerts: slow and waiting runs, missed schedules; then the messages whose grouping window closed.
+        "jtb-alerts-check": every("alerts.tasks.check_alerts", JTB_ALERT_CHECK_SECONDS, expires=True),
+        "jtb-alerts-send-due": every("alerts.tasks.send_due_deliveries", JTB_ALERT_SEND_SECONDS, expires=True),
     }
     if JTB_BATCH_EVENTS_QUEUE_URL:
         schedule["jtb-consume-batch-events"] = every(

@@ -7,7 +7,7 @@ workers, a redelivered message or a late runner can never move a run backwards o
 
 A run's end has two halves. `process_finish` records it, wherever the run ended (a runner in a
 container, the local worker, the reaper, the Batch tracker). `process_finalize` then does what the
-control plane must do once — the failure notification, releasing the next queued run — in a
+control plane must do once — its alerts (alerts.services), releasing the next queued run — in a
 control-plane process: a task enqueued after commit, the local worker that watched the runner, or
 the periodic sweep that finds finished runs nobody finalized (a container has no broker).
 """
@@ -40,7 +40,6 @@ from processes.models import (
     TaskStatus,
     Trigger,
 )
-from processes.notifications import process_failure_notify
 
 logger = logging.getLogger(__name__)
 
@@ -364,7 +363,7 @@ def processes_finalize_later(*, process_ids: Sequence[int]) -> None:
 
 
 def process_finalize(*, process_id: int) -> bool:
-    """The control plane's half of a run's end, exactly once: notify a failure, release the next run.
+    """The control plane's half of a run's end, exactly once: raise its alerts, release the next run.
 
     Claimed with a conditional UPDATE on `finalized_at`, so a task, the local worker and the sweep
     racing for the same run do it once between them. Returns False when the run is not finished yet
@@ -376,9 +375,13 @@ def process_finalize(*, process_id: int) -> bool:
     if not claimed:
         return False
     process_cost_record(process_id=process_id)
-    status, job_id = Process.objects.filter(pk=process_id).values_list("status", "job_id").get()
-    if status == ProcessStatus.FAILED:
-        process_failure_notify(process_id=process_id)
+    job_id = Process.objects.filter(pk=process_id).values_list("job_id", flat=True).get()
+    # Failed, recovered, slow, failures in a row; a failure also e-mails the job's notify_emails.
+    # Imported here: the runner imports this module and never finalizes, so it skips alerting's
+    # imports (HTTP client, message building) on its startup path.
+    from alerts.services import alerts_on_process_finished
+
+    alerts_on_process_finished(process_id=process_id)
     process_release_next(job_id=job_id)
     return True
 

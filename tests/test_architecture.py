@@ -10,7 +10,7 @@ from pathlib import Path
 import grimp
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("jobs", "processes", "runner", "jobtarget_batch", "console")
+PACKAGES = ("jobs", "processes", "alerts", "monitoring", "runner", "jobtarget_batch", "console")
 # The one sanctioned exception: a service enqueues its own app's Celery task.
 SANCTIONED = {("jobs.services", "jobs.tasks"), ("processes.services", "processes.tasks")}
 

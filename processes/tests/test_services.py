@@ -219,8 +219,18 @@ def test_cancel_of_a_finished_process_is_refused(enqueued):
         services.process_cancel(process=process)
 
 
-def test_failure_emails_the_job_with_task_reason_and_link(enqueued, settings, django_capture_on_commit_callbacks):
+def send_due_alerts() -> None:
+    """The alerts sweeper beat runs: the failure e-mail goes out through alerts (alerts/)."""
+    from alerts.tasks import send_due_deliveries
+
+    send_due_deliveries()
+
+
+def test_failure_emails_the_job_with_task_reason_and_link(
+    enqueued, settings, django_capture_on_commit_callbacks, celery_eager
+):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.JTB_ALERT_GROUP_SECONDS = 0
     settings.JTB_BASE_URL = "https://batch.example.com"
     job = make_job(notify_emails=["data@example.com", "ops@example.com"])
     process = services.process_start(job=job, trigger=Trigger.SCHEDULE)
@@ -229,6 +239,7 @@ def test_failure_emails_the_job_with_task_reason_and_link(enqueued, settings, dj
     services.task_finish(process_id=process.pk, sequence=1, status=TaskStatus.FAILED, error="KeyError: 'id'")
     with django_capture_on_commit_callbacks(execute=True):
         finish(process, ProcessStatus.FAILED, "Task 'extract' failed: KeyError: 'id'")
+    send_due_alerts()
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.to == ["data@example.com", "ops@example.com"]
@@ -238,11 +249,13 @@ def test_failure_emails_the_job_with_task_reason_and_link(enqueued, settings, dj
     assert f"https://batch.example.com/admin/processes/process/{process.pk}/change/" in message.body
 
 
-def test_success_sends_no_email(enqueued, settings, django_capture_on_commit_callbacks):
+def test_success_sends_no_email(enqueued, settings, django_capture_on_commit_callbacks, celery_eager):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.JTB_ALERT_GROUP_SECONDS = 0
     process = services.process_start(job=make_job(notify_emails=["data@example.com"]), trigger=Trigger.MANUAL)
     with django_capture_on_commit_callbacks(execute=True):
         finish(process)
+    send_due_alerts()
     assert mail.outbox == []
 
 

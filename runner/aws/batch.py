@@ -99,6 +99,14 @@ def _call(operation: str, *, paced: bool = False, **params) -> dict:
     raise AssertionError("unreachable")
 
 
+def batch_job_queue_state(*, queue: str) -> str:
+    """"ENABLED/VALID" for a usable job queue, else what is wrong with it (readiness probe)."""
+    queues = _call("describe_job_queues", jobQueues=[queue]).get("jobQueues", [])
+    if not queues:
+        return "missing"
+    return f"{queues[0].get('state', '?')}/{queues[0].get('status', '?')}"
+
+
 # --- jobs -------------------------------------------------------------------------------------------
 def batch_job_submit(params: dict) -> str:
     """SubmitJob, paced; returns the Batch job id."""

@@ -1,0 +1,1 @@
+"""Monitoring: /metrics for Prometheus, /healthz and /readyz for load balancers and orchestrators."""

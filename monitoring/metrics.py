@@ -1,0 +1,131 @@
+"""/metrics: Prometheus figures computed from the database at scrape time.
+
+Why a collector over the database rather than prometheus-client's multiprocess mode: the state
+of every run is written through the ORM by many processes that no exporter sees (gunicorn and
+Celery workers, local runner subprocesses, runner containers on AWS Batch). Counting in each
+process and merging files (PROMETHEUS_MULTIPROC_DIR) would miss every run finished inside AWS
+Batch and would reset when a worker is replaced. The database already holds every run, so each
+scrape asks it: any gunicorn worker answers with the same figures, and no Celery worker is
+involved. Each figure is one aggregate query (grouped by job, status or channel), so a scrape
+costs a handful of queries whatever the number of runs or processes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
+from django.utils import timezone
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from alerts.models import Alert, Delivery, DeliveryStatus
+from jobs.models import Job, Schedule, ScheduleDriver
+from processes.models import FINISHED_STATUSES, Process, ProcessStatus
+
+# Seconds. Runs last from seconds to a day; waits from instant to hours (Spot capacity).
+DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+WAIT_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+
+
+def _histograms(*, start: str, end: str, buckets, extra: Q) -> dict[int, tuple[list[int], int, float]]:
+    """Per job: cumulative bucket counts, count, and sum in seconds of `end - start`.
+
+    One grouped query: each bucket is a filtered COUNT (`end <= start + bound`), which every
+    backend evaluates without a duration type of its own.
+    """
+    elapsed = ExpressionWrapper(F(end) - F(start), output_field=DurationField())
+    bounds = {f"le_{index}": Count("pk", filter=Q(**{f"{end}__lte": F(start) + timedelta(seconds=bound)}))
+              for index, bound in enumerate(buckets)}
+    rows = (
+        Process.objects.filter(extra, **{f"{start}__isnull": False, f"{end}__isnull": False})
+        .order_by().values("job_id").annotate(count=Count("pk"), total=Sum(elapsed), **bounds)
+    )
+    result = {}
+    for row in rows:
+        total = row["total"]
+        seconds = total.total_seconds() if isinstance(total, timedelta) else float(total or 0) / 1_000_000
+        result[row["job_id"]] = ([row[f"le_{index}"] for index in range(len(buckets))], row["count"], seconds)
+    return result
+
+
+def _histogram_family(name: str, documentation: str, buckets, data: dict, names: dict[int, str]):
+    family = HistogramMetricFamily(name, documentation, labels=["job"])
+    for job_id, (cumulative, count, total) in sorted(data.items()):
+        pairs = [(str(float(bound)), value) for bound, value in zip(buckets, cumulative, strict=True)] + [("+Inf", count)]
+        family.add_metric([names.get(job_id, str(job_id))], pairs, total)
+    return family
+
+
+class DatabaseCollector(Collector):
+    def collect(self):
+        names = dict(Job.objects.values_list("pk", "name"))
+
+        runs = CounterMetricFamily(
+            "jtb_runs", "Finished runs by job, final status and trigger.", labels=["job", "status", "trigger"],
+        )
+        rows = (
+            Process.objects.filter(status__in=FINISHED_STATUSES).order_by()
+            .values_list("job_id", "status", "trigger").annotate(count=Count("pk"))
+        )
+        for job_id, status, trigger, count in sorted(rows):
+            runs.add_metric([names.get(job_id, str(job_id)), status, trigger], count)
+        yield runs
+
+        yield _histogram_family(
+            "jtb_run_duration_seconds", "Run time (started to finished) of finished runs.", DURATION_BUCKETS,
+            _histograms(start="started_at", end="finished_at", buckets=DURATION_BUCKETS,
+                        extra=Q(status__in=FINISHED_STATUSES)),
+            names,
+        )
+        yield _histogram_family(
+            "jtb_run_wait_seconds", "Wait to start (created to started) of runs that started.", WAIT_BUCKETS,
+            _histograms(start="created_at", end="started_at", buckets=WAIT_BUCKETS, extra=Q()),
+            names,
+        )
+
+        active = GaugeMetricFamily(
+            "jtb_runs_active", "Runs not finished: queued, held (behind an active run of the job), submitted "
+            "(with the executor, e.g. RUNNABLE on AWS Batch) and running.", labels=["status"],
+        )
+        counts: dict[str, int] = defaultdict(int)
+        # process_status_id_idx: WHERE status IN (queued, submitted, running).
+        for status, held, count in (
+            Process.objects.filter(status__in=[ProcessStatus.QUEUED, ProcessStatus.SUBMITTED, ProcessStatus.RUNNING])
+            .order_by().values_list("status", "held").annotate(count=Count("pk"))
+        ):
+            counts["held" if held else status] += count
+        for status in ("queued", "held", "submitted", "running"):
+            active.add_metric([status], counts[status])
+        yield active
+
+        now = timezone.now()
+        # schedule_next_fire_idx: the earliest due tick of an enabled beat schedule.
+        oldest_due = Schedule.objects.filter(
+            enabled=True, driver=ScheduleDriver.BEAT, next_fire_at__lte=now
+        ).aggregate(oldest=Min("next_fire_at"))["oldest"]
+        lag = GaugeMetricFamily(
+            "jtb_schedule_lag_seconds",
+            "How late the most overdue beat schedule tick is (0 when none is due); grows while beat or the "
+            "workers are down.",
+        )
+        lag.add_metric([], (now - oldest_due).total_seconds() if oldest_due else 0.0)
+        yield lag
+
+        failed = CounterMetricFamily(
+            "jtb_notifications_failed", "Alert deliveries given up after every attempt failed, by channel.",
+            labels=["channel"],
+        )
+        # alert_delivery_status_chan_idx.
+        for channel, count in sorted(
+            Delivery.objects.filter(status=DeliveryStatus.FAILED).order_by()
+            .values_list("channel_name").annotate(count=Count("pk"))
+        ):
+            failed.add_metric([channel], count)
+        yield failed
+
+        alerts = CounterMetricFamily("jtb_alerts", "Alerts raised, by event.", labels=["event"])
+        for event, count in sorted(Alert.objects.order_by().values_list("event").annotate(count=Count("pk"))):
+            alerts.add_metric([event], count)
+        yield alerts

@@ -7,9 +7,7 @@ on the local file system, the local executor and e-mail printed to the console.
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
-import sys
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -33,7 +31,6 @@ DATA_DIR = Path(env_str("JTB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
 DEBUG = env_bool("DEBUG", False)
 # Under pytest a missing signing key is made up per run (subprocesses get SECRET_KEY from conftest).
-_UNDER_PYTEST = "pytest" in sys.modules
 
 
 # --- Security: signing key (issue 11) --------------------------------------------------------------
@@ -49,7 +46,7 @@ def _secret_key() -> str:
     except FileNotFoundError:
         pass
     # The AWS Batch runner signs nothing (no sessions, no tokens): its job definition says so.
-    if DEBUG or _UNDER_PYTEST or env_bool("JTB_RUNNER_ONLY", False):
+    if DEBUG or env_bool("JTB_RUNNER_ONLY", False):
         return secrets.token_urlsafe(50)
     raise ImproperlyConfigured(
         "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE) for production, or run "
@@ -138,14 +135,8 @@ else:
             "OPTIONS": sqlite_options(),
         }
     }
-# The embedded SQLite file holds every user's password hash and token: owner-only (0600). SQLite
-# gives its -wal and -shm files the same mode.
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and DATABASES["default"]["NAME"] != ":memory:":
-    _sqlite_path = Path(DATABASES["default"]["NAME"])
-    _sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(_sqlite_path, os.O_RDWR | os.O_CREAT, 0o600))
-    if _sqlite_path.stat().st_mode & 0o077 and _sqlite_path.stat().st_uid == os.getuid():
-        _sqlite_path.chmod(0o600)
+# The embedded SQLite file holds every user's password hash and token: it is made owner-only
+# (0600) when the first connection opens it (processes.apps), not here: settings write no files.
 # Tests run runners and workers as subprocesses, so the SQLite test database must be a file.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}

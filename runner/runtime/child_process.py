@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import proctree
 from runner.isolation import TemplateUser, drop_privileges, template_environment, template_user, workdir_hand_over
 from runner.runtime.spec import CHILD_FILE, PARAMS_FILE, TEMPLATE_FILE, RunSpec
 
@@ -98,6 +97,8 @@ class ChildProcess:
         if b"\n" in buffer:
             *lines, buffer = buffer.split(b"\n")
             on_lines(lines)
+        from runner import proctree  # psutil: after the child started, not before
+
         next_rss_check = 0.0
         try:
             while True:
@@ -137,6 +138,8 @@ class ChildProcess:
             on_lines(lines)
 
     def kill(self, grace_seconds: float) -> None:
+        from runner import proctree
+
         proctree.kill_tree(self.popen.pid, grace_seconds=grace_seconds)
 
     def wait(self) -> int:

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import proctree
 from runner.isolation import process_make_non_dumpable
 from runner.outcomes import FAILED, SUCCEEDED, Outcome, outcome_of, shorten
 from runner.runtime.child_process import MEMORY, TIMEOUT, ChildProcess
@@ -223,6 +222,8 @@ class Runner:
     # --- signals ---------------------------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
         def handle(signum, frame):
+            from runner import proctree  # psutil: loaded when needed, not before the template starts
+
             first = self.interrupted_by is None
             self.interrupted_by = signal.Signals(signum).name
             if not first:

@@ -52,6 +52,9 @@ def manage(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedP
 def database_prepare(data_dir: Path) -> None:
     """Migrate and bootstrap a data folder (the slow part of a first start, done once and copied)."""
     env = embedded_environment(data_dir, free_port())
+    # make run's first step: the signing key file (settings refuse to start without a key).
+    subprocess.run([sys.executable, "-m", "jobtarget_batch.secret_key_file"], cwd=REPO, env=env, check=True,
+                   capture_output=True, timeout=120)
     for args in (("migrate", "--no-input"), ("bootstrap",)):
         result = manage(*args, env=env)
         if result.returncode:

@@ -91,7 +91,7 @@ def test_cancelling_a_running_local_process_stops_its_tree_and_records_cancelled
     assert process.status == ProcessStatus.CANCELLED
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     wait_task = process.tasks.get(name="wait")
-    assert wait_task.status == TaskStatus.FAILED
+    assert wait_task.status == TaskStatus.CANCELLED
 
 
 def test_runner_killed_with_sigkill_ends_failed_with_a_reason_and_no_orphan(local, tmp_path):

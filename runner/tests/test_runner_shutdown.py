@@ -95,7 +95,7 @@ def test_sigint_after_a_users_cancel_records_cancelled(running):
     process.refresh_from_db()
     assert process.status == ProcessStatus.CANCELLED
     assert process.failure_reason == "Cancelled by ann."
-    assert process.tasks.get(name="wait").status == TaskStatus.FAILED
+    assert process.tasks.get(name="wait").status == TaskStatus.CANCELLED
     assert gone(template)
 
 
@@ -141,4 +141,4 @@ def test_a_runner_without_a_watcher_stops_on_a_cancel_request_and_records_cancel
     process.refresh_from_db()
     assert process.status == ProcessStatus.CANCELLED, output
     assert process.failure_reason == "Cancelled."
-    assert process.tasks.get(name="wait").status == "failed"
+    assert process.tasks.get(name="wait").status == "cancelled"

@@ -22,15 +22,16 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from alerts.tasks import send_due_deliveries
 from conftest import database_url_for_subprocesses, require_service
 from jobs.models import ConcurrencyPolicy, Job
-from jobtarget_batch.celery import app as celery_app
 from processes.models import Process, ProcessStatus, TaskStatus
 from processes.tasks import finalize_pending_processes
 from runner.aws.batch import batch_job_definition_sync
 from runner.aws.client import aws_client
 from runner.executors.aws_batch.tracking import batch_processes_track
 from runner.template_upload import template_store
+from tests.aws.control_worker import control_worker
 from tests.moto import FAKE_CREDENTIALS
 from tests.support import wait_for as shared_wait_for
 
@@ -53,32 +54,16 @@ def main(ctx):
 def batch_worker(batch_setup, subprocess_env, moto_server, tmp_path):
     require_service("Redis", "127.0.0.1", 6379)
     queue = f"jtb-control-aws-{os.getpid()}"
-    saved = (celery_app.conf.broker_url, celery_app.conf.task_default_queue)
-    celery_app.conf.broker_url, celery_app.conf.task_default_queue = REDIS_URL, queue
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
     env = {
         **subprocess_env, **FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": moto_server.url, "CELERY_BROKER_URL": REDIS_URL,
         "JTB_EXECUTOR": "aws_batch", "JTB_BATCH_JOB_QUEUE": "jtb-default", "JTB_BATCH_SUBMITS_PER_SECOND": "1000",
         "JTB_TEMPLATE_BUCKETS": "jtb-templates", "JTB_CONTROL_QUEUE": queue,
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-        "EMAIL_FILE_PATH": str(tmp_path / "mail"),
+        "EMAIL_FILE_PATH": str(tmp_path / "mail"), "JTB_ALERT_GROUP_SECONDS": "0",
     }
-    log = open(tmp_path / "worker.log", "wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "jobtarget_batch", "worker", "--pool", "threads", "-c", "4",
-         "-Q", queue, "-n", f"aws-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    yield env, tmp_path / "worker.log"
-    worker.terminate()
-    try:
-        worker.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-    celery_app.conf.broker_url, celery_app.conf.task_default_queue = saved
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
+    log = tmp_path / "worker.log"
+    with control_worker(env, broker_url=REDIS_URL, queue=queue, name=f"aws-{os.getpid()}", log=log):
+        yield env, log
 
 
 @pytest.fixture
@@ -203,6 +188,8 @@ def test_a_run_failed_in_its_container_is_finalized_by_the_control_plane(
     assert "Subject:" not in container_log  # no e-mail printed by the container
 
     finalize_pending_processes.delay()  # what beat sends every JTB_FINALIZE_SECONDS
+    wait_for(lambda: Process.objects.filter(pk=first, finalized_at__isnull=False).exists(), "finalizing", worker_log)
+    send_due_deliveries.delay()  # what beat sends every JTB_ALERT_SEND_SECONDS
     mail = Path(env["EMAIL_FILE_PATH"])
     # The file appears before the message is written into it: wait for a whole message.
     messages = wait_for(lambda: [text for path in mail.glob("*.log") if "Subject:" in (text := path.read_text())],

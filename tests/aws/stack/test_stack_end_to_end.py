@@ -8,20 +8,17 @@ containers; see tests/aws/test_end_to_end.py) → the runner reads its template 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
-from django.conf import settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from conftest import require_service
 from jobs.models import Job
-from jobtarget_batch.celery import app as celery_app
 from processes.models import Process, ProcessStatus, TaskStatus
 from runner.aws.client import aws_client
 from runner.template_upload import template_store
+from tests.aws.control_worker import control_worker
 from tests.aws.test_end_to_end import TEMPLATE, run_container, wait_for
 from tests.moto import FAKE_CREDENTIALS
 
@@ -35,30 +32,14 @@ def stack_worker(deployed_stack, subprocess_env, moto_server, tmp_path):
     """A Celery worker whose AWS settings are exactly the stack's outputs."""
     require_service("Redis", "127.0.0.1", 6379)
     queue = f"jtb-control-stack-{os.getpid()}"
-    saved = (celery_app.conf.broker_url, celery_app.conf.task_default_queue)
-    celery_app.conf.broker_url, celery_app.conf.task_default_queue = REDIS_URL, queue
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
     env = {
         **subprocess_env, **FAKE_CREDENTIALS, **deployed_stack, "AWS_ENDPOINT_URL": moto_server.url,
         "CELERY_BROKER_URL": REDIS_URL, "JTB_BATCH_SUBMITS_PER_SECOND": "50", "JTB_CONTROL_QUEUE": queue,
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend", "EMAIL_FILE_PATH": str(tmp_path / "mail"),
     }
-    log = open(tmp_path / "worker.log", "wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "jobtarget_batch", "worker", "--pool", "threads", "-c", "4",
-         "-Q", queue, "-n", f"stack-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    yield env, tmp_path / "worker.log"
-    worker.terminate()
-    try:
-        worker.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-    celery_app.conf.broker_url, celery_app.conf.task_default_queue = saved
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
+    log = tmp_path / "worker.log"
+    with control_worker(env, broker_url=REDIS_URL, queue=queue, name=f"stack-{os.getpid()}", log=log):
+        yield env, log
 
 
 def test_run_through_the_api_goes_through_the_stacks_queue_bucket_and_definition(

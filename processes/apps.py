@@ -5,6 +5,16 @@ from django.apps import AppConfig
 from django.db.backends.signals import connection_created
 
 
+def _sqlite_folder_make() -> None:
+    """SQLite makes its file but not its folder: a fresh data folder (the embedded default's var/)
+    exists before the first connection. Done at start-up, not in settings (settings write nothing)."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3") and database["NAME"] != ":memory:":
+        Path(database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+
+
 def _sqlite_owner_only(sender, connection, **kwargs) -> None:
     """The embedded SQLite file holds every user's password hash and token: owner-only (0600).
     SQLite gives its -wal and -shm files the same mode."""
@@ -30,6 +40,7 @@ class ProcessesConfig(AppConfig):
         # read them from /proc/<pid>/environ (runner/isolation.py).
         process_make_non_dumpable()
         connection_created.connect(_sqlite_owner_only, dispatch_uid="jtb_sqlite_owner_only")
+        _sqlite_folder_make()
         # Every process that loads Django sends tasks through the project's Celery app (its broker
         # settings), never Celery's default app: shared_task binds to the current app.
         from jobtarget_batch.celery import app

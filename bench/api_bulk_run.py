@@ -55,6 +55,7 @@ def main() -> int:
     os.environ["DATABASE_URL"] = f"{PG}/{database}"
     os.environ["CELERY_BROKER_URL"] = REDIS_URL
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobtarget_batch.settings")
+    os.environ.setdefault("SECRET_KEY", "bench-only-signing-key")  # production settings require one
     try:
         return run(args)
     finally:

@@ -72,6 +72,7 @@ def main() -> None:
         "CELERY_BROKER_URL": REDIS, "JTB_EXECUTOR": "aws_batch", "JTB_BATCH_SUBMITS_PER_SECOND": PACE,
         "JTB_BATCH_DATABASE_URL_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db",
         "JTB_BATCH_PLATFORMS": "EC2", "DJANGO_SETTINGS_MODULE": "jobtarget_batch.settings",
+        "SECRET_KEY": "bench-only-signing-key",  # production settings require one
     }
     os.environ.update(env)
     import psycopg

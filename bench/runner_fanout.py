@@ -97,6 +97,7 @@ def main() -> None:
     os.environ.update({
         "DATABASE_URL": f"postgres://{role}@127.0.0.1:5432/{database}",
         "DJANGO_SETTINGS_MODULE": "jobtarget_batch.settings",
+        "SECRET_KEY": "bench-only-signing-key",  # production settings require one
         "CELERY_BROKER_URL": "memory://localhost//",
         "JTB_TEMPLATE_ROOT": str(work / "templates"),
         "JTB_WORK_DIR": str(work / "work"),

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/runner_startup.py [--warm-runs 7]
 
-(a) pip: what the old framework did on every run: `python -m venv`, `pip install`, run.
+(a) pip: what the old framework did on every run: `python -m venv`, `pip install` (empty cache), run.
 (b) ours, cold: an empty environment root and an empty uv cache (a new host, nothing shared).
 (c) ours, warm: the environment is on the host (every later run with the same modules).
 (d) bare: `python -c "import requests, dateutil"` in an environment that already has them.
@@ -71,7 +71,9 @@ def measure_pip(work: Path) -> float:
     stamp = work / "pip.stamp"
     runner = work / "old_run.py"
     runner.write_text(OLD_FRAMEWORK_RUN)
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    # An empty pip cache: the old framework ran each job in a fresh container, as (b) starts with
+    # an empty uv cache.
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_CACHE_DIR": str(work / "pip-cache")}
     env.pop("VIRTUAL_ENV", None)
     base_python = getattr(sys, "_base_executable", sys.executable)
     started = time.time()
@@ -120,6 +122,7 @@ def main() -> None:
     os.environ.update({
         "DATABASE_URL": f"{PG}/{database}",
         "DJANGO_SETTINGS_MODULE": "jobtarget_batch.settings",
+        "SECRET_KEY": "bench-only-signing-key",  # production settings refuse to start without one
         "CELERY_BROKER_URL": "memory://localhost//",
         "JTB_TEMPLATE_ROOT": str(work / "templates"),
         "JTB_ENV_ROOT": str(work / "envs"),

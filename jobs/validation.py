@@ -10,13 +10,11 @@ import re
 from pathlib import PurePosixPath
 from urllib.parse import parse_qsl, urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
-from packaging.requirements import InvalidRequirement, Requirement
 
 from jobs import aws_limits
 from jobs.input_gate import validate_input
+from jobtarget_batch.conf import settings
 
 MAX_MODULES = 200
 MAX_REQUIREMENT_LENGTH = 200
@@ -71,6 +69,10 @@ def validate_requirement(item) -> str:
         raise ValidationError(f"{shown!r}: a requirement may be at most {MAX_REQUIREMENT_LENGTH} characters.")
     if text.startswith("-"):
         raise ValidationError(f"{shown!r}: pip options are not allowed; give a package name such as \"requests>=2.31\".")
+    # Loaded here, not at import: the container runner validates its template path before the
+    # template starts, and django.core.validators and packaging cost it ~15 ms there.
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         requirement = Requirement(text)
     except InvalidRequirement:
@@ -191,6 +193,8 @@ def validate_notify_emails(value) -> list[str]:
         raise ValidationError("Notification e-mails must be a list, e.g. [\"data-team@example.com\"].")
     if len(value) > 50:
         raise ValidationError("At most 50 notification e-mails are allowed.")
+    from django.core.validators import validate_email  # see validate_requirement
+
     for item in value:
         if not isinstance(item, str):
             raise ValidationError(f"{item!r} is not an e-mail address.")

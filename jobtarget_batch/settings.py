@@ -30,7 +30,6 @@ DATA_DIR = Path(env_str("JTB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
 
 DEBUG = env_bool("DEBUG", False)
-# Under pytest a missing signing key is made up per run (subprocesses get SECRET_KEY from conftest).
 
 
 # --- Security: signing key (issue 11) --------------------------------------------------------------

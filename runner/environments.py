@@ -28,10 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
+from jobtarget_batch.conf import settings
 from runner.isolation import build_environment
 
 READY_MARKER = ".jtb-ready"
@@ -50,6 +47,11 @@ class Environment:
 
 
 def normalized_requirements(requirements: list[str]) -> list[str]:
+    # packaging loads here, not at import: the container runner finds a ready environment before
+    # the template starts, and only a job with modules pays for it.
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
     normalized = []
     for text in requirements:
         requirement = Requirement(text)

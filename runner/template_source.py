@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from jobs.validation import validate_template
+from jobtarget_batch.conf import settings
 
 MAX_TEMPLATE_BYTES = 5 * 1024 * 1024
 

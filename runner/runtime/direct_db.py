@@ -2,7 +2,8 @@
 
 In an AWS Batch container nobody has Django loaded: `manage.py run_process` would spend ~0.5 s
 setting it up before the claim that must come before the template starts. So the runner makes
-its first two statements with the database driver itself — claim the run (queued/submitted →
+its first statements itself — SQLite through sqlite3, PostgreSQL through libpq (runner/libpq.py:
+psycopg's imports alone cost ~50 ms) — to claim the run (queued/submitted →
 running, the same conditional UPDATE as processes.services.process_mark_running, which a test
 keeps in agreement) and read what the run needs — starts the template, and only then loads
 Django for everything else, as the local fast path does.
@@ -18,11 +19,13 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.conf import settings
+from jobtarget_batch.conf import settings
 
 # The statuses a runner may claim a run from (processes.services.process_mark_running).
 CLAIMABLE_STATUSES = ("queued", "submitted")
 RUNNING = "running"
+# libpq connection keywords a DATABASE_URL may carry in OPTIONS (e.g. ?sslmode=verify-full).
+LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "target_session_attrs")
 
 
 @dataclass(frozen=True)
@@ -40,47 +43,59 @@ def claim_direct(process_id: int) -> ClaimedRun | None:
     database = settings.DATABASES["default"]
     engine = database["ENGINE"]
     if engine.endswith("sqlite3"):
-        connection = sqlite3.connect(database["NAME"], timeout=30, isolation_level=None)
+        connection = _SqliteConnection(database["NAME"])
         # Django stores SQLite datetimes as naive UTC text.
-        now, mark = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"), "?"
-        begin = "BEGIN IMMEDIATE"
+        now, begin = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"), "BEGIN IMMEDIATE"
     elif engine.endswith("postgresql"):
-        import psycopg
+        from runner.libpq import Connection
 
-        connection = psycopg.connect(
-            host=database.get("HOST") or None, port=database.get("PORT") or None, dbname=database["NAME"],
-            user=database.get("USER") or None, password=database.get("PASSWORD") or None, autocommit=True,
-            connect_timeout=10,
+        options = database.get("OPTIONS") or {}
+        connection = Connection(
+            host=database.get("HOST"), port=database.get("PORT"), dbname=database["NAME"],
+            user=database.get("USER"), password=database.get("PASSWORD"), connect_timeout=10,
+            **{key: options[key] for key in LIBPQ_OPTIONS if key in options},
         )
-        now, mark, begin = datetime.now(UTC), "%s", "BEGIN"
+        now, begin = datetime.now(UTC).isoformat(), "BEGIN"
     else:
         return None
     try:
-        cursor = connection.cursor()
-        cursor.execute(begin)
-        cursor.execute(
-            f"SELECT p.status, p.attempt, p.snapshot, p.parameters, j.name FROM processes_process p "
-            f"JOIN jobs_job j ON j.id = p.job_id WHERE p.id = {mark}", [process_id],
+        connection.execute(begin)
+        rows, _ = connection.execute(
+            "SELECT p.status, p.attempt, p.snapshot, p.parameters, j.name FROM processes_process p "
+            "JOIN jobs_job j ON j.id = p.job_id WHERE p.id = %s", [process_id],
         )
-        row = cursor.fetchone()
-        if row is None:
-            cursor.execute("ROLLBACK")
+        if not rows:
+            connection.execute("ROLLBACK")
             return ClaimedRun(claimed=False, status=None)
-        status, attempt, snapshot, parameters, job = row
-        claimable = ", ".join([mark] * len(CLAIMABLE_STATUSES))
-        cursor.execute(
-            f"UPDATE processes_process SET status = {mark}, started_at = {mark}, heartbeat_at = {mark} "
-            f"WHERE id = {mark} AND status IN ({claimable})",
+        status, attempt, snapshot, parameters, job = rows[0]
+        claimable = ", ".join(["%s"] * len(CLAIMABLE_STATUSES))
+        _, updated = connection.execute(
+            "UPDATE processes_process SET status = %s, started_at = %s, heartbeat_at = %s "
+            f"WHERE id = %s AND status IN ({claimable})",
             [RUNNING, now, now, process_id, *CLAIMABLE_STATUSES],
         )
-        claimed = cursor.rowcount == 1
-        cursor.execute("COMMIT")
+        claimed = updated == 1
+        connection.execute("COMMIT")
     finally:
         connection.close()
     return ClaimedRun(
         claimed=claimed, status=RUNNING if claimed else status, job=job, attempt=int(attempt),
         snapshot=_json(snapshot), parameters=_json(parameters),
     )
+
+
+class _SqliteConnection:
+    """sqlite3 behind the same two calls as runner.libpq.Connection (`%s` placeholders)."""
+
+    def __init__(self, name: str) -> None:
+        self._connection = sqlite3.connect(name, timeout=30, isolation_level=None)
+
+    def execute(self, sql: str, params: list | tuple = ()) -> tuple[list[tuple], int]:
+        cursor = self._connection.execute(sql.replace("%s", "?"), params)
+        return cursor.fetchall(), cursor.rowcount
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 def _json(value):

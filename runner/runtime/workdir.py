@@ -12,8 +12,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from django.conf import settings
-
+from jobtarget_batch.conf import settings
 from runner.environments import environment_ready
 from runner.runtime.spec import CHILD_FILE, PARAMS_FILE, TEMPLATE_FILE, RunSpec
 from runner.template_source import TemplateFetchError, template_fetch

@@ -38,11 +38,11 @@ lint: env
 	$(BIN)/ruff check .
 
 test-sqlite: env
-	$(PYTEST) -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS)
+	$(PYTEST) -n $(TEST_WORKERS) -m "not serial" --durations=15 $(PYTEST_ARGS)
 	$(PYTEST) -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-postgres: env
-	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -n $(TEST_WORKERS) -m "not serial and not sqlite_only" $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -n $(TEST_WORKERS) -m "not serial and not sqlite_only" --durations=15 $(PYTEST_ARGS)
 	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) -m "serial and not sqlite_only" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 clean:

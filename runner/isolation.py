@@ -16,9 +16,15 @@ secret key file and the SQLite database. Three mechanisms, all used by the runne
   the runner's own Python lives under a private home). A root runner without it is reported by
   `manage.py check` (jobtarget_batch.W010).
 
+- **A Landlock sandbox** (runner/sandbox.py), whoever the template runs as: it cannot open the
+  control plane's paths (`control_plane_paths`: data folder, logs, other runs' work folders, job
+  environments for writing, templates, the files named by `*_FILE` variables, the SQLite database,
+  the runner's home) and writes only its work folder and the shared temporary folders.
+
 What a template can still reach: its own work folder, parameters and environment; the job's
-module environment; the network (as the host allows); as a same-user process where the runner is
-not root, files of that user (keep the data folder of such a deployment on a database server).
+module environment (read only); what any local user may read outside the paths above; the network
+(as the host allows: a database that trusts local connections without a password trusts the
+template too). docs/runner.md ("Isolation") has the whole list.
 """
 
 from __future__ import annotations
@@ -29,8 +35,18 @@ import pwd
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from runner.sandbox import SHARED_WRITABLE, Sandbox
 
 PR_SET_DUMPABLE = 4
+# The code base (runner/..): its defaults for the data folder and the template root.
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Folders of the control plane, by the variable that moves them (defaults under the data folder).
+CONTROL_PLANE_FOLDERS = ("JTB_LOG_DIR", "JTB_WORK_DIR", "JTB_ENV_ROOT", "JTB_TEMPLATE_ROOT")
+# Variables the runner's own process drops once its settings are loaded: nothing it starts later
+# (module builds, the template) may inherit them, whatever environment it is given.
+RUNNER_SECRET_VARIABLES = ("DATABASE_URL", "SECRET_KEY", "DATABASE_SECRET_ARN", "JTB_DATABASE_SECRET_ARN")
 # What the template's interpreter may see of the runner's environment.
 TEMPLATE_VARIABLES = (
     "PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
@@ -50,6 +66,54 @@ def process_make_non_dumpable() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
+def control_plane_paths() -> list[Path]:
+    """What the template's sandbox denies, read from the runner's environment (before Django):
+    the data folder and the control plane's folders, every file a `*_FILE` variable names (secret
+    key, database URL), the SQLite database with its journals, and the runner's home (~/.aws,
+    ~/.pgpass)."""
+    paths = [Path(os.environ.get("JTB_DATA_DIR") or BASE_DIR / "var")]
+    paths += [Path(os.environ[name]) for name in CONTROL_PLANE_FOLDERS if os.environ.get(name)]
+    if not os.environ.get("JTB_TEMPLATE_ROOT"):
+        paths.append(BASE_DIR / "templates")
+    paths += [Path(value) for name, value in os.environ.items() if name.endswith("_FILE") and value.startswith("/")]
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("sqlite:"):
+        database = Path(unquote(urlsplit(url).path))
+        paths += [database, *(database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+    home = os.path.expanduser("~")
+    if home not in ("", "/", "~"):
+        paths.append(Path(home))
+    return [path for path in paths if str(path) != "/"]
+
+
+def template_sandbox(python: Path, workdir: Path) -> Sandbox | None:
+    """The Landlock sandbox of one run's template (runner/sandbox.py), or None where the kernel has
+    none or JTB_TEMPLATE_SANDBOX=off; JTB_TEMPLATE_SANDBOX=required refuses to run without one."""
+    mode = os.environ.get("JTB_TEMPLATE_SANDBOX", "auto").strip().lower()
+    if mode in ("off", "false", "0", "no"):
+        return None
+    # The interpreter's own files: the job environment (a venv) and the Python it was made from.
+    interpreter = Path(os.path.realpath(python)).parent.parent
+    readable = [interpreter, *([python.parent.parent] if (python.parent.parent / "pyvenv.cfg").exists() else [])]
+    sandbox = Sandbox.prepare(
+        denied=control_plane_paths(), readable=readable, writable=[workdir, *SHARED_WRITABLE]
+    )
+    if sandbox is None:
+        if mode == "required":
+            raise RuntimeError("JTB_TEMPLATE_SANDBOX=required, but this kernel offers no Landlock sandbox.")
+        print("[runner] no Landlock on this host: the template can read whatever its user can", flush=True)
+    return sandbox
+
+
+def runner_secrets_scrub() -> None:
+    """Drop the runner's credentials from its own os.environ once the settings hold them.
+
+    /proc/<pid>/environ still shows the environment the runner was started with: what hides that
+    is the runner being non-dumpable. This only keeps the values out of anything started later."""
+    for name in RUNNER_SECRET_VARIABLES:
+        os.environ.pop(name, None)
 
 
 def build_environment() -> dict[str, str]:

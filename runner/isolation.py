@@ -40,6 +40,8 @@ from urllib.parse import unquote, urlsplit
 from runner.sandbox import SHARED_WRITABLE, Sandbox
 
 PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 # The code base (runner/..): its defaults for the data folder and the template root.
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Folders of the control plane, by the variable that moves them (defaults under the data folder).
@@ -135,11 +137,27 @@ class TemplateUser:
     gid: int
 
 
+# The unprivileged user the image creates: a root runner uses it without being told.
+DEFAULT_TEMPLATE_USER = "jtb-job"
+
+
+def template_user_name() -> str:
+    """JTB_TEMPLATE_USER, else `jtb-job` where this host has it; "" for none."""
+    configured = os.environ.get("JTB_TEMPLATE_USER")
+    if configured is not None:
+        return configured.strip()
+    try:
+        pwd.getpwnam(DEFAULT_TEMPLATE_USER)
+    except KeyError:
+        return ""
+    return DEFAULT_TEMPLATE_USER
+
+
 def template_user() -> TemplateUser | None:
     """Who the template runs as: None (the runner's own user) unless the runner is root and
-    JTB_TEMPLATE_USER names an unprivileged user."""
-    name = os.environ.get("JTB_TEMPLATE_USER", "")
-    if os.geteuid() != 0 or not name:
+    JTB_TEMPLATE_USER (default: `jtb-job`, where it exists) names an unprivileged user."""
+    name = template_user_name() if os.geteuid() == 0 else ""
+    if not name:
         return None
     try:
         entry = pwd.getpwnam(name)
@@ -159,9 +177,26 @@ def workdir_hand_over(workdir: Path, user: TemplateUser | None) -> None:
     os.chmod(workdir, 0o700)
 
 
-def drop_privileges(user: TemplateUser | None) -> None:
-    """Between fork and exec of the template: become the template's user for good."""
+def capabilities_last() -> int:
+    """The highest capability number of this kernel (read before fork)."""
+    try:
+        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        return 40
+
+
+def drop_privileges(user: TemplateUser | None, last_capability: int = 40, prctl=None) -> None:
+    """Between fork and exec of the template: become the template's user for good.
+
+    A root runner without a template user (W010) still takes every capability away from the
+    template: with an empty bounding set root's exec grants none, so the template cannot bypass
+    file modes (CAP_DAC_OVERRIDE) nor read a non-dumpable process's memory or environment
+    (CAP_SYS_PTRACE); it keeps only what uid 0 owns, which the sandbox narrows further."""
     if user is None:
+        if os.geteuid() == 0 and prctl is not None:
+            for capability in range(last_capability + 1):
+                prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
         return
     os.setgroups([])
     os.setgid(user.gid)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from runner.isolation import (
     TemplateUser,
+    capabilities_last,
     drop_privileges,
     template_environment,
     template_sandbox,
@@ -168,13 +169,14 @@ def _limits(limit_bytes: int, user: TemplateUser | None, sandbox: Sandbox | None
     # child reports as "out of memory".
     limit = max(limit_bytes, MIN_ADDRESS_SPACE)
     prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+    last_capability = capabilities_last()
 
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         # The template dies with the runner: a SIGKILLed runner must not leave it running unwatched.
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        drop_privileges(user)
+        drop_privileges(user, last_capability, prctl)
         if sandbox is not None:
             sandbox.enter()
 

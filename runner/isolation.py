@@ -80,7 +80,7 @@ def control_plane_paths() -> list[Path]:
     if not os.environ.get("JTB_TEMPLATE_ROOT"):
         paths.append(BASE_DIR / "templates")
     paths += [Path(value) for name, value in os.environ.items() if name.endswith("_FILE") and value.startswith("/")]
-    url = os.environ.get("DATABASE_URL", "")
+    url = _database_url()
     if url.startswith("sqlite:"):
         database = Path(unquote(urlsplit(url).path))
         paths += [database, *(database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
@@ -109,13 +109,30 @@ def template_sandbox(python: Path, workdir: Path) -> Sandbox | None:
     return sandbox
 
 
+def _database_url() -> str:
+    """The runner's database URL, to find a SQLite file: its variable (or what was scrubbed of it),
+    else the file DATABASE_URL_FILE names."""
+    url = os.environ.get("DATABASE_URL") or _scrubbed.get("DATABASE_URL", "")
+    if not url and os.environ.get("DATABASE_URL_FILE"):
+        try:
+            url = Path(os.environ["DATABASE_URL_FILE"]).read_text().strip()
+        except OSError:
+            url = ""
+    return url
+
+
+# What runner_secrets_scrub took out of os.environ (the settings hold these values anyway).
+_scrubbed: dict[str, str] = {}
+
+
 def runner_secrets_scrub() -> None:
     """Drop the runner's credentials from its own os.environ once the settings hold them.
 
     /proc/<pid>/environ still shows the environment the runner was started with: what hides that
     is the runner being non-dumpable. This only keeps the values out of anything started later."""
     for name in RUNNER_SECRET_VARIABLES:
-        os.environ.pop(name, None)
+        if name in os.environ:
+            _scrubbed[name] = os.environ.pop(name)
 
 
 def build_environment() -> dict[str, str]:

@@ -58,7 +58,7 @@ def environments_with_secrets():
 def own_secrets():
     names = [name for name in os.environ
              if name.encode() + b"=" in SECRET_NAMES or name.startswith("DATABASE")
-             or (name.endswith("_FILE") and name != "JTB_PARAMS_FILE")]
+             or (name.endswith("_FILE") and name not in ("JTB_PARAMS_FILE", "SSL_CERT_FILE"))]
     if names:
         return {name: os.environ[name] for name in names}
     raise KeyError("no secret in its own environment")

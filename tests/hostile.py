@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 HOSTILE_TEMPLATE = r'''
-import glob, json, os, re, signal, socket, sys, tempfile
+import glob, json, os, re, sys, tempfile
 
 # Anything that looks like a database credential in what the template manages to read.
 URL = re.compile(rb"(?:postgres(?:ql)?|mssql)://[^\s\x00'\"]+")

@@ -51,14 +51,16 @@ def secret_of(url: str) -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_container_runner_fetches_its_database_secret_itself_and_its_template_cannot_find_it(
-    moto_server, subprocess_env, tmp_path
+    moto_server, subprocess_env, tmp_path, settings
 ):
+    settings.JTB_TEMPLATE_ROOT = tmp_path / "templates"
     url = database_url_for_subprocesses()
     arn = aws_client("secretsmanager").create_secret(Name="jtb/runner-db", SecretString=secret_of(url))["ARN"]
     env = {name: value for name, value in subprocess_env.items() if not name.startswith("DATABASE_URL")}
-    env.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=moto_server.url, DATABASE_SECRET_ARN=arn)
+    env.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=moto_server.url, DATABASE_SECRET_ARN=arn,
+               JTB_TEMPLATE_ROOT=str(settings.JTB_TEMPLATE_ROOT))
     parameters = {"sqlite_file": url.removeprefix("sqlite://")} if url.startswith("sqlite:") else {}
-    process = start(make_job(source=HOSTILE_TEMPLATE), parameters)
+    process = start(make_job(source=HOSTILE_TEMPLATE, root=settings.JTB_TEMPLATE_ROOT), parameters)
 
     ran = run_process(process, env, timeout=300)
 

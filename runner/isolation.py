@@ -79,10 +79,15 @@ def control_plane_paths() -> list[Path]:
     paths += [Path(os.environ[name]) for name in CONTROL_PLANE_FOLDERS if os.environ.get(name)]
     if not os.environ.get("JTB_TEMPLATE_ROOT"):
         paths.append(BASE_DIR / "templates")
-    paths += [Path(value) for name, value in os.environ.items() if name.endswith("_FILE") and value.startswith("/")]
+    paths += [
+        Path(value) for name, value in os.environ.items()
+        if name.endswith("_FILE") and value.startswith("/") and name not in TEMPLATE_VARIABLES + BUILD_VARIABLES
+    ]
     url = _database_url()
     if url.startswith("sqlite:"):
-        database = Path(unquote(urlsplit(url).path))
+        # As jobtarget_batch.env.parse_database_url reads it: sqlite:////absolute or sqlite:///relative.
+        path = urlsplit(url).path
+        database = Path(os.path.abspath(unquote(path[1:] if path.startswith("/") else path)))
         paths += [database, *(database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
     home = os.path.expanduser("~")
     if home not in ("", "/", "~"):

@@ -84,6 +84,78 @@ def test_the_template_environment_is_an_allow_list_plus_the_jobs_own(monkeypatch
     assert env["REGION"] == "eu"
 
 
+def test_a_root_runner_uses_jtb_job_where_it_exists_unless_told_otherwise(monkeypatch):
+    from runner import isolation
+
+    entries = {"jtb-job": pwd.struct_passwd(("jtb-job", "x", 10002, 10002, "", "/", "/usr/sbin/nologin"))}
+    real_getpwnam = pwd.getpwnam
+
+    def getpwnam(name):
+        if name in entries:
+            return entries[name]
+        return real_getpwnam(name)
+
+    monkeypatch.setattr(isolation.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(isolation.os, "geteuid", lambda: 0)
+    monkeypatch.delenv("JTB_TEMPLATE_USER", raising=False)
+    assert isolation.template_user() == isolation.TemplateUser("jtb-job", 10002, 10002)
+    monkeypatch.setenv("JTB_TEMPLATE_USER", "")  # set but empty: none, on purpose (W010 says so)
+    assert isolation.template_user() is None
+    monkeypatch.setenv("JTB_TEMPLATE_USER", "nobody")
+    assert isolation.template_user().name == "nobody"
+    monkeypatch.delenv("JTB_TEMPLATE_USER")
+    del entries["jtb-job"]
+    assert isolation.template_user() is None
+    monkeypatch.setattr(isolation.os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("JTB_TEMPLATE_USER", "nobody")
+    assert isolation.template_user() is None  # only root can switch users
+
+
+def test_the_sandbox_denies_the_control_planes_paths_read_from_the_runners_environment(monkeypatch, tmp_path):
+    from runner.isolation import BASE_DIR, control_plane_paths
+
+    url_file = tmp_path / "database_url"
+    url_file.write_text("sqlite:////srv/jtb/db.sqlite3\n")
+    for name in list(os.environ):
+        if name.startswith(("JTB_", "DATABASE_")) or name.endswith("_FILE"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("JTB_WORK_DIR", "/srv/work")
+    monkeypatch.setenv("SECRET_KEY_FILE", "/run/secrets/key")
+    monkeypatch.setenv("DATABASE_URL_FILE", str(url_file))
+    monkeypatch.setenv("HOME", "/home/jtb")
+    paths = control_plane_paths()
+    for path in (BASE_DIR / "var", BASE_DIR / "templates", Path("/srv/work"), Path("/run/secrets/key"), url_file,
+                 Path("/srv/jtb/db.sqlite3"), Path("/srv/jtb/db.sqlite3-wal"), Path("/home/jtb")):
+        assert path in paths, path
+    monkeypatch.setenv("HOME", "/")  # a home of / would deny everything: it is left out
+    assert Path("/") not in control_plane_paths()
+
+
+def test_a_denied_path_is_left_out_by_granting_what_lies_beside_it(tmp_path):
+    from runner.sandbox import READ, grants_except
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "secret").write_text("x")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    rules = dict(grants_except(tmp_path, READ, [tmp_path / "data"]))
+    assert set(rules) == {tmp_path / "app", tmp_path / "notes.txt"}  # never the link, never data
+    assert grants_except(tmp_path, READ, [tmp_path]) == []
+    assert grants_except(tmp_path / "app", READ, [tmp_path / "data"]) == [(tmp_path / "app", READ)]
+
+
+def test_the_runner_drops_its_credentials_from_its_environment_but_still_knows_its_sqlite_file(monkeypatch):
+    from runner import isolation
+
+    monkeypatch.setattr(isolation, "_scrubbed", {})
+    monkeypatch.setenv("DATABASE_URL", "sqlite:////srv/jtb/db.sqlite3")
+    monkeypatch.setenv("SECRET_KEY", "k")
+    isolation.runner_secrets_scrub()
+    assert "DATABASE_URL" not in os.environ and "SECRET_KEY" not in os.environ
+    assert Path("/srv/jtb/db.sqlite3") in isolation.control_plane_paths()
+
+
 def test_a_process_marked_non_dumpable_says_so():
     code = ("import ctypes, sys; sys.path.insert(0, sys.argv[1]); from runner.isolation import "
             "process_make_non_dumpable as m; assert m(); print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))")

@@ -74,13 +74,20 @@ def _handled_rights(abi: int) -> int:
     return rights
 
 
-def _beneath(path: Path, ancestor: Path) -> bool:
-    return path == ancestor or ancestor in path.parents
+def _beneath(path: str, ancestor: str) -> bool:
+    ancestor = ancestor.rstrip("/")
+    return path == ancestor or path.startswith(ancestor + "/")
 
 
 def grants_except(root: Path, rights: int, denied: list[Path]) -> list[tuple[Path, int]]:
     """(path, rights) rules that reach everything under `root` except the `denied` paths."""
-    if any(root == path for path in denied):
+    # On strings: this runs for every entry beside a denied path, before each template starts.
+    denied_names = [str(path) for path in denied]
+    return [(Path(path), granted) for path, granted in _grants_except(str(root), rights, denied_names)]
+
+
+def _grants_except(root: str, rights: int, denied: list[str]) -> list[tuple[str, int]]:
+    if root in denied:
         return []
     if not any(_beneath(path, root) for path in denied):
         return [(root, rights)]
@@ -98,9 +105,9 @@ def grants_except(root: Path, rights: int, denied: list[Path]) -> list[tuple[Pat
         except OSError:
             continue
         if is_dir:
-            rules.extend(grants_except(Path(entry.path), rights, denied))
-        elif not any(Path(entry.path) == path for path in denied):
-            rules.append((Path(entry.path), rights & FILE_RIGHTS))
+            rules.extend(_grants_except(entry.path, rights, denied))
+        elif entry.path not in denied:
+            rules.append((entry.path, rights & FILE_RIGHTS))
     return rules
 
 

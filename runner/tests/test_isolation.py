@@ -111,6 +111,17 @@ def test_a_root_runner_uses_jtb_job_where_it_exists_unless_told_otherwise(monkey
     assert isolation.template_user() is None  # only root can switch users
 
 
+def test_a_root_process_without_a_template_user_is_warned_about_by_the_system_check(monkeypatch):
+    from runner import checks, isolation
+
+    monkeypatch.setattr(checks.os, "geteuid", lambda: 0)
+    monkeypatch.setenv("JTB_TEMPLATE_USER", "")
+    assert "jobtarget_batch.W010" in [problem.id for problem in checks.check_runner_settings(None)]
+    monkeypatch.delenv("JTB_TEMPLATE_USER")
+    monkeypatch.setattr(isolation, "DEFAULT_TEMPLATE_USER", "nobody")  # as if the host had jtb-job
+    assert "jobtarget_batch.W010" not in [problem.id for problem in checks.check_runner_settings(None)]
+
+
 def test_the_sandbox_denies_the_control_planes_paths_read_from_the_runners_environment(monkeypatch, tmp_path):
     from runner.isolation import BASE_DIR, control_plane_paths
 

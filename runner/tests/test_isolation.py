@@ -273,13 +273,14 @@ def postgres_database(name: str):
 
 @needs_root_and_system_python
 @needs_landlock
-@pytest.mark.parametrize(("runner_user", "database"), [
-    ("nobody", "sqlite"), ("nobody", "postgresql"), ("root", "sqlite"),
-], ids=["non-root-sqlite", "non-root-postgresql", "root-as-template-user-sqlite"])
-def test_a_hostile_template_run_by_the_local_executor_reaches_none_of_the_secrets(runner_user, database):
+@pytest.mark.parametrize(("runner_user", "template_user", "database"), [
+    ("nobody", "", "sqlite"), ("nobody", "", "postgresql"), ("root", "nobody", "sqlite"), ("root", "", "sqlite"),
+], ids=["non-root-sqlite", "non-root-postgresql", "root-with-template-user-sqlite", "root-alone-sqlite"])
+def test_a_hostile_template_run_by_the_local_executor_reaches_none_of_the_secrets(runner_user, template_user, database):
     """As a non-root user, worker, runner and template share one uid: what stops the template is the
     runner being non-dumpable, the allow-listed environment and the Landlock sandbox. As root, the
-    template also runs as another user (JTB_TEMPLATE_USER)."""
+    template also runs as another user (JTB_TEMPLATE_USER), or, without one, as root without any
+    capability (uid 0 still owns the data folder: the sandbox is what denies it)."""
     account = pwd.getpwnam(runner_user)
     base = Path(tempfile.mkdtemp(prefix="sec-isolation-"))
     drop_database = None
@@ -307,7 +308,7 @@ def test_a_hostile_template_run_by_the_local_executor_reaches_none_of_the_secret
         command = [SYSTEM_PYTHON, "-c", WORKER, HOSTILE_TEMPLATE]
         if runner_user == "root":
             # The template's user must reach its work folder and environment, not the data folder.
-            env.update(JTB_TEMPLATE_USER="nobody", JTB_WORK_DIR=str(base / "work"), JTB_ENV_ROOT=str(base / "envs"))
+            env.update(JTB_TEMPLATE_USER=template_user, JTB_WORK_DIR=str(base / "work"), JTB_ENV_ROOT=str(base / "envs"))
         else:
             for path in (base, data, templates, uv_cache, *data.iterdir()):
                 os.chown(path, account.pw_uid, account.pw_gid)

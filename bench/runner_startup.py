@@ -91,7 +91,8 @@ def measure_ours(job, work: Path, label: str, *, batch_entry: bool = False) -> f
     from processes.services import process_start
     from runner.executors.local.watch import local_run
 
-    stamp = work / f"{label}.stamp"
+    # Templates create files only in folders that existed when they started (runner/sandbox.py).
+    stamp = work / "stamps" / f"{label}.stamp"
     process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"stamp": str(stamp)})
     started = time.time()
     if batch_entry:
@@ -118,6 +119,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="jtb-startup-"))
     (work / "templates").mkdir()
+    (work / "stamps").mkdir()
     (work / "templates" / "startup.py").write_text(TEMPLATE)
     database = f"jtb_bench_startup_{os.getpid()}"
     os.environ.update({

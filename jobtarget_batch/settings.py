@@ -124,6 +124,16 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------------------------
 _database_url = env_str("DATABASE_URL")
+# Or fetched by this process itself from Secrets Manager (a URL or RDS's JSON): the credential is
+# then in no environment at all, not even the container's (runner/aws/secrets.py).
+DATABASE_SECRET_ARN = env_str("DATABASE_SECRET_ARN")
+if not _database_url and DATABASE_SECRET_ARN:
+    from runner.aws.secrets import SecretError, database_url_from_secret
+
+    try:
+        _database_url = database_url_from_secret(DATABASE_SECRET_ARN)
+    except SecretError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
 if _database_url:
     DATABASES = {"default": parse_database_url(_database_url)}
 else:

@@ -5,6 +5,8 @@ import os
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from runner.isolation import template_user_name
+
 
 @register()
 def check_runner_settings(app_configs, **kwargs):
@@ -20,11 +22,11 @@ def check_runner_settings(app_configs, **kwargs):
         uv_binary()
     except Exception as exc:
         problems.append(Error(f"uv is needed to build job environments: {exc}", id="jobtarget_batch.E001"))
-    if os.geteuid() == 0 and not os.environ.get("JTB_TEMPLATE_USER"):
+    if os.geteuid() == 0 and not template_user_name():
         problems.append(Warning(
-            "This process runs as root and JTB_TEMPLATE_USER is not set: templates would run as root and "
-            "could read this host's secrets.",
-            hint="Create an unprivileged user (the image has jtb-job) and set JTB_TEMPLATE_USER to it.",
+            "This process runs as root and has no template user (JTB_TEMPLATE_USER unset, no jtb-job user): "
+            "templates would run as root, without capabilities but owning root's files.",
+            hint="Create an unprivileged user named jtb-job (the image has it) or set JTB_TEMPLATE_USER.",
             id="jobtarget_batch.W010",
         ))
     return problems

@@ -75,6 +75,17 @@ def run_process(process: Process, env: dict, *, timeout: float = 120) -> subproc
     )
 
 
+def template_outbox(tmp_path: Path) -> Path:
+    """A folder the test's templates may write to (pid files, stamps), made before the run starts.
+
+    The template's sandbox (runner/sandbox.py) lets it create files only in folders that existed
+    when it started and are not the control plane's: `tmp_path` holds this test's work and log
+    folders, so a template cannot create a file directly in it."""
+    folder = tmp_path / "outbox"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
     """Poll `predicate` until it returns something true (returned) or `timeout` passes (AssertionError)."""
     deadline = time.monotonic() + timeout

@@ -20,8 +20,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.isolation import TemplateUser, drop_privileges, template_environment, template_user, workdir_hand_over
+from runner.isolation import (
+    TemplateUser,
+    capabilities_last,
+    drop_privileges,
+    template_environment,
+    template_sandbox,
+    template_user,
+    workdir_hand_over,
+)
 from runner.runtime.spec import CHILD_FILE, PARAMS_FILE, TEMPLATE_FILE, RunSpec
+from runner.sandbox import Sandbox
 
 # How often the tree's resident memory is compared with the limit (less often where that means
 # scanning every process on the host, see proctree.tree_rss).
@@ -43,20 +52,28 @@ class ChildProcess:
         env = {
             **template_environment(spec.environment),
             "HOME": str(workdir),
+            # Its temporary files stay in its work folder (removed after the run, writable in the
+            # sandbox even where /tmp holds a control-plane folder).
+            "TMPDIR": str(workdir),
             "JTB_PROCESS_ID": str(spec.process_id),
             "JTB_JOB_NAME": spec.job,
             "JTB_PARAMS_FILE": str(workdir / PARAMS_FILE),
             "JTB_EVENTS_FD": str(write_fd),
             "PYTHONUNBUFFERED": "1",
         }
+        sandbox = template_sandbox(python, workdir)
         self.started = time.monotonic()
-        self.popen = subprocess.Popen(
-            [str(python), "-I", str(workdir / CHILD_FILE), str(workdir / TEMPLATE_FILE)],
-            cwd=workdir, env=env, pass_fds=[write_fd], stdin=subprocess.DEVNULL,
-            # Same process group as the runner: if the runner is SIGKILLed, whoever started it
-            # can still stop the template with one killpg (runner/executors/local/watch.py).
-            preexec_fn=_limits(spec.memory_mib * 1024 * 1024, user),
-        )
+        try:
+            self.popen = subprocess.Popen(
+                [str(python), "-I", str(workdir / CHILD_FILE), str(workdir / TEMPLATE_FILE)],
+                cwd=workdir, env=env, pass_fds=[write_fd], stdin=subprocess.DEVNULL,
+                # Same process group as the runner: if the runner is SIGKILLed, whoever started it
+                # can still stop the template with one killpg (runner/executors/local/watch.py).
+                preexec_fn=_limits(spec.memory_mib * 1024 * 1024, user, sandbox),
+            )
+        finally:
+            if sandbox is not None:
+                sandbox.close()
         os.close(write_fd)
         self.events_fd = read_fd
         # Events read before the recorder was ready (the fast path reads up to main(ctx) first).
@@ -146,18 +163,21 @@ class ChildProcess:
         return self.popen.wait()
 
 
-def _limits(limit_bytes: int, user: TemplateUser | None):
+def _limits(limit_bytes: int, user: TemplateUser | None, sandbox: Sandbox | None):
     """The function the child runs between fork and exec (prepared here: no imports after fork)."""
     # Address-space limit: allocations past it raise MemoryError in the template, which the
     # child reports as "out of memory".
     limit = max(limit_bytes, MIN_ADDRESS_SPACE)
     prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+    last_capability = capabilities_last()
 
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         # The template dies with the runner: a SIGKILLed runner must not leave it running unwatched.
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        drop_privileges(user)
+        drop_privileges(user, last_capability, prctl)
+        if sandbox is not None:
+            sandbox.enter()
 
     return apply

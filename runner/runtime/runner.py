@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.isolation import process_make_non_dumpable
+from runner.isolation import process_make_non_dumpable, runner_secrets_scrub
 from runner.outcomes import FAILED, SUCCEEDED, Outcome, outcome_of, shorten
 from runner.runtime.child_process import MEMORY, TIMEOUT, ChildProcess
 from runner.runtime.spec import RunSpec
@@ -38,6 +38,8 @@ def django_setup() -> None:
 
     if not apps.ready:
         django.setup()
+    # The settings hold the credentials now; nothing this runner starts later may inherit them.
+    runner_secrets_scrub()
 
 
 class Runner:

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import secrets
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from conftest import require_service
 from processes.models import ProcessStatus
 from runner.isolation import build_environment, template_environment
-from tests.support import make_job, runner_run, start
+from runner.sandbox import landlock_abi
+from tests.hostile import HOSTILE_TEMPLATE, assert_nothing_reached, hostile_results
+from tests.support import REPO, make_job, runner_run, start
 
 SYSTEM_PYTHON = "/usr/bin/python3.11"
 needs_root_and_system_python = pytest.mark.skipif(
@@ -76,6 +82,89 @@ def test_the_template_environment_is_an_allow_list_plus_the_jobs_own(monkeypatch
     env = template_environment({"REGION": "eu"})
     assert "DATABASE_URL" not in env and "SECRET_KEY" not in env
     assert env["REGION"] == "eu"
+
+
+def test_a_root_runner_uses_jtb_job_where_it_exists_unless_told_otherwise(monkeypatch):
+    from runner import isolation
+
+    entries = {"jtb-job": pwd.struct_passwd(("jtb-job", "x", 10002, 10002, "", "/", "/usr/sbin/nologin"))}
+    real_getpwnam = pwd.getpwnam
+
+    def getpwnam(name):
+        if name in entries:
+            return entries[name]
+        return real_getpwnam(name)
+
+    monkeypatch.setattr(isolation.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(isolation.os, "geteuid", lambda: 0)
+    monkeypatch.delenv("JTB_TEMPLATE_USER", raising=False)
+    assert isolation.template_user() == isolation.TemplateUser("jtb-job", 10002, 10002)
+    monkeypatch.setenv("JTB_TEMPLATE_USER", "")  # set but empty: none, on purpose (W010 says so)
+    assert isolation.template_user() is None
+    monkeypatch.setenv("JTB_TEMPLATE_USER", "nobody")
+    assert isolation.template_user().name == "nobody"
+    monkeypatch.delenv("JTB_TEMPLATE_USER")
+    del entries["jtb-job"]
+    assert isolation.template_user() is None
+    monkeypatch.setattr(isolation.os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("JTB_TEMPLATE_USER", "nobody")
+    assert isolation.template_user() is None  # only root can switch users
+
+
+def test_a_root_process_without_a_template_user_is_warned_about_by_the_system_check(monkeypatch):
+    from runner import checks, isolation
+
+    monkeypatch.setattr(checks.os, "geteuid", lambda: 0)
+    monkeypatch.setenv("JTB_TEMPLATE_USER", "")
+    assert "jobtarget_batch.W010" in [problem.id for problem in checks.check_runner_settings(None)]
+    monkeypatch.delenv("JTB_TEMPLATE_USER")
+    monkeypatch.setattr(isolation, "DEFAULT_TEMPLATE_USER", "nobody")  # as if the host had jtb-job
+    assert "jobtarget_batch.W010" not in [problem.id for problem in checks.check_runner_settings(None)]
+
+
+def test_the_sandbox_denies_the_control_planes_paths_read_from_the_runners_environment(monkeypatch, tmp_path):
+    from runner.isolation import BASE_DIR, control_plane_paths
+
+    url_file = tmp_path / "database_url"
+    url_file.write_text("sqlite:////srv/jtb/db.sqlite3\n")
+    for name in list(os.environ):
+        if name.startswith(("JTB_", "DATABASE_")) or name.endswith("_FILE"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("JTB_WORK_DIR", "/srv/work")
+    monkeypatch.setenv("SECRET_KEY_FILE", "/run/secrets/key")
+    monkeypatch.setenv("DATABASE_URL_FILE", str(url_file))
+    monkeypatch.setenv("HOME", "/home/jtb")
+    paths = control_plane_paths()
+    for path in (BASE_DIR / "var", BASE_DIR / "templates", Path("/srv/work"), Path("/run/secrets/key"), url_file,
+                 Path("/srv/jtb/db.sqlite3"), Path("/srv/jtb/db.sqlite3-wal"), Path("/home/jtb")):
+        assert path in paths, path
+    monkeypatch.setenv("HOME", "/")  # a home of / would deny everything: it is left out
+    assert Path("/") not in control_plane_paths()
+
+
+def test_a_denied_path_is_left_out_by_granting_what_lies_beside_it(tmp_path):
+    from runner.sandbox import READ, grants_except
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "secret").write_text("x")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    rules = dict(grants_except(tmp_path, READ, [tmp_path / "data"]))
+    assert set(rules) == {tmp_path / "app", tmp_path / "notes.txt"}  # never the link, never data
+    assert grants_except(tmp_path, READ, [tmp_path]) == []
+    assert grants_except(tmp_path / "app", READ, [tmp_path / "data"]) == [(tmp_path / "app", READ)]
+
+
+def test_the_runner_drops_its_credentials_from_its_environment_but_still_knows_its_sqlite_file(monkeypatch):
+    from runner import isolation
+
+    monkeypatch.setattr(isolation, "_scrubbed", {})
+    monkeypatch.setenv("DATABASE_URL", "sqlite:////srv/jtb/db.sqlite3")
+    monkeypatch.setenv("SECRET_KEY", "k")
+    isolation.runner_secrets_scrub()
+    assert "DATABASE_URL" not in os.environ and "SECRET_KEY" not in os.environ
+    assert Path("/srv/jtb/db.sqlite3") in isolation.control_plane_paths()
 
 
 def test_a_process_marked_non_dumpable_says_so():
@@ -142,3 +231,113 @@ def test_a_hostile_template_run_by_a_root_runner_as_the_template_user_reaches_no
         assert results["write its work folder"]["ok"]  # it can still do its job
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+# --- the local executor's worker and runner as a deployment would run them -----------------------
+# The worker below is `runner.tasks.run_local_process`'s body (local_run) in a process of its own,
+# started as the deployment's user with the deployment's environment: its credentials only in
+# files of its data folder (SECRET_KEY_FILE, DATABASE_URL_FILE), plus a canary variable.
+WORKER = r"""
+import json, sys
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from runner.executors.local.executor import local_log_path
+from runner.executors.local.watch import local_run
+from tests.support import make_job, start
+process = start(make_job(source=sys.argv[1]), json.loads(sys.argv[2]))
+local_run(process_id=process.pk)
+process.refresh_from_db()
+print("STATUS " + process.status + " " + process.failure_reason)
+print("LOG " + str(local_log_path(process.pk)))
+"""
+needs_landlock = pytest.mark.skipif(landlock_abi() < 1, reason="needs a kernel with Landlock (5.13+)")
+
+
+def postgres_database(name: str):
+    """A fresh PostgreSQL database for a deployment the test starts; its URL, and how to drop it."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"postgres://postgres:runner-password@127.0.0.1:5432/{name}", drop
+
+
+@needs_root_and_system_python
+@needs_landlock
+@pytest.mark.parametrize(("runner_user", "template_user", "database"), [
+    ("nobody", "", "sqlite"), ("nobody", "", "postgresql"), ("root", "nobody", "sqlite"), ("root", "", "sqlite"),
+], ids=["non-root-sqlite", "non-root-postgresql", "root-with-template-user-sqlite", "root-alone-sqlite"])
+def test_a_hostile_template_run_by_the_local_executor_reaches_none_of_the_secrets(runner_user, template_user, database):
+    """As a non-root user, worker, runner and template share one uid: what stops the template is the
+    runner being non-dumpable, the allow-listed environment and the Landlock sandbox. As root, the
+    template also runs as another user (JTB_TEMPLATE_USER), or, without one, as root without any
+    capability (uid 0 still owns the data folder: the sandbox is what denies it)."""
+    account = pwd.getpwnam(runner_user)
+    base = Path(tempfile.mkdtemp(prefix="sec-isolation-"))
+    drop_database = None
+    try:
+        base.chmod(0o711)
+        data, templates, uv_cache = base / "data", base / "templates", base / "uv-cache"
+        for folder in (data, templates, uv_cache):
+            folder.mkdir(mode=0o700)
+        canary = "canary-" + secrets.token_hex(8)
+        (data / "secret_key").write_text(secrets.token_urlsafe(50))
+        if database == "postgresql":
+            url, drop_database = postgres_database(f"sec_isolation_{os.getpid()}")
+        else:
+            url = f"sqlite:///{data / 'db.sqlite3'}"
+        (data / "database_url").write_text(url)
+        env = {
+            # uv from the test's environment; the interpreter is the system's, which any user may run.
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": account.pw_dir,
+            "PYTHONPATH": f"{sysconfig.get_paths()['purelib']}:{REPO}",
+            "DJANGO_SETTINGS_MODULE": "jobtarget_batch.settings", "JTB_DATA_DIR": str(data),
+            "SECRET_KEY_FILE": str(data / "secret_key"), "DATABASE_URL_FILE": str(data / "database_url"),
+            "JTB_TEMPLATE_ROOT": str(templates), "CELERY_BROKER_URL": "memory://localhost//",
+            "UV_CACHE_DIR": str(uv_cache), "JTB_TEST_CANARY": canary,
+        }
+        command = [SYSTEM_PYTHON, "-c", WORKER, HOSTILE_TEMPLATE]
+        if runner_user == "root":
+            # The template's user must reach its work folder and environment, not the data folder.
+            env.update(JTB_TEMPLATE_USER=template_user, JTB_WORK_DIR=str(base / "work"), JTB_ENV_ROOT=str(base / "envs"))
+        else:
+            for path in (base, data, templates, uv_cache, *data.iterdir()):
+                os.chown(path, account.pw_uid, account.pw_gid)
+            base.chmod(0o711)
+            command = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups", *command]
+        for path in data.iterdir():
+            path.chmod(0o600)
+        work_root = Path(env.get("JTB_WORK_DIR") or data / "work")
+        parameters = {
+            "data_dir": str(data), "log_dir": str(data / "logs"), "work_root": str(work_root),
+            "secret_file": str(data / "secret_key"), "url_file": str(data / "database_url"),
+            **({"sqlite_file": str(data / "db.sqlite3")} if database == "sqlite" else {}),
+        }
+        worker = subprocess.run([*command, json.dumps(parameters)], env=env, cwd=base, capture_output=True,
+                                text=True, timeout=600)
+        assert worker.returncode == 0, worker.stdout + worker.stderr
+        status = next(line for line in worker.stdout.splitlines() if line.startswith("STATUS "))
+        log = Path(next(line for line in worker.stdout.splitlines() if line.startswith("LOG ")).removeprefix("LOG "))
+        output = log.read_text()
+        assert status.split()[1] == "succeeded", status + "\n" + output
+        results = hostile_results(output)
+        assert_nothing_reached(
+            results, expected=("data dir listing", "log dir listing", "other runs' work folders", "secret key file",
+                               "database URL file", *(["SQLite file"] if database == "sqlite" else [])),
+            # Landlock scopes signals from ABI 6 (Linux 6.12) on; before, a same-user template may signal.
+            tolerated=("signal the runner",) if landlock_abi() < 6 and runner_user != "root" else (),
+        )
+        assert canary not in output and url not in output
+    finally:
+        if drop_database is not None:
+            drop_database()
+        shutil.rmtree(base, ignore_errors=True)

@@ -13,7 +13,7 @@ from processes.models import Process, ProcessStatus, TaskStatus, Trigger
 from processes.selectors import process_log_read
 from processes.services import process_cancel, process_start
 from runner.executors.local.watch import local_run
-from tests.support import make_job, wait_for
+from tests.support import make_job, template_outbox, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +48,7 @@ def in_thread(process_id: int) -> threading.Thread:
 def slow_run_started(root: Path, tmp_path: Path) -> tuple[Process, threading.Thread, int]:
     """Run the SLOW template through the watcher in a thread; returns once it is in its "wait" step,
     with the template's pid."""
-    pid_file = tmp_path / "template.pid"
+    pid_file = template_outbox(tmp_path) / "template.pid"
     job = make_job(root=root, source=SLOW)
     process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"pid_file": str(pid_file)})
     thread = in_thread(process.pk)

@@ -6,7 +6,7 @@ import psutil
 import pytest
 
 from processes.models import ProcessStatus, TaskStatus
-from tests.support import make_job, runner_run, start, wait_for
+from tests.support import make_job, runner_run, start, template_outbox, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,7 +33,7 @@ def test_timeout_kills_the_whole_tree_and_says_timed_out(templates, tmp_path):
                 open(ctx.params["pid_file"], "w").write(str(helper.pid))
                 time.sleep(300)
     """, timeout_seconds=2)
-    pid_file = tmp_path / "helper.pid"
+    pid_file = template_outbox(tmp_path) / "helper.pid"
     process = start(job, {"pid_file": str(pid_file)})
     runner_run(process, env, timeout=60)
     process.refresh_from_db()

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from processes.models import Process, ProcessStatus, TaskStatus
 from processes.services import processes_reap_lost
-from tests.support import make_job, runner_popen, start, wait_for
+from tests.support import make_job, runner_popen, start, template_outbox, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,7 +44,8 @@ def running(tmp_path, settings, subprocess_env):
     job = make_job(root=root, source=WAITS)
 
     def begin(**parameters):
-        pid_file = tmp_path / f"template-{len(list(tmp_path.glob('template-*')))}.pid"
+        outbox = template_outbox(tmp_path)
+        pid_file = outbox / f"template-{len(list(outbox.glob('template-*')))}.pid"
         process = start(job, {"pid_file": str(pid_file), **parameters})
         runner = runner_popen(process, env)
         wait_for(lambda: process.tasks.filter(name="wait").exists(), timeout=60)

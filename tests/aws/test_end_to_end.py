@@ -32,6 +32,7 @@ from runner.aws.client import aws_client
 from runner.executors.aws_batch.tracking import batch_processes_track
 from runner.template_upload import template_store
 from tests.aws.control_worker import control_worker
+from tests.hostile import HOSTILE_TEMPLATE, assert_nothing_reached, hostile_results
 from tests.moto import FAKE_CREDENTIALS
 from tests.support import wait_for as shared_wait_for
 
@@ -112,14 +113,18 @@ def image_environment(root: Path) -> dict:
     }
 
 
-def run_container(process_id: int, log, tmp_path: Path, batch_states) -> subprocess.CompletedProcess:
-    """Wait for the worker's SubmitJob, run the job's container, report its exit as Batch would."""
+def run_container(
+    process_id: int, log, tmp_path: Path, batch_states, *, root: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Wait for the worker's SubmitJob, run the job's container (its folders under `root`), report
+    its exit as Batch would."""
     job_id = wait_for(
         lambda: Process.objects.filter(pk=process_id).values_list("external_id", flat=True).first(),
         f"SubmitJob of process {process_id} from the worker", log,
     )
     [described] = aws_client("batch").describe_jobs(jobs=[job_id])["jobs"]
-    command, container_env = container_of(described, image_env=image_environment(tmp_path / f"container-{process_id}"))
+    root = root or tmp_path / f"container-{process_id}"
+    command, container_env = container_of(described, image_env=image_environment(root))
     assert container_env["JTB_PROCESS_ID"] == str(process_id)
     assert "DJANGO_SETTINGS_MODULE" not in container_env  # the image's default settings, not the tests'
     ran = subprocess.run(command, env=container_env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=180)
@@ -199,3 +204,34 @@ def test_a_run_failed_in_its_container_is_finalized_by_the_control_plane(
                         "the queued run released and submitted", worker_log)
     assert released.status == ProcessStatus.SUBMITTED
     assert Process.objects.get(pk=first).finalized_at is not None
+
+
+def test_a_hostile_template_in_its_container_reaches_none_of_the_runners_secrets(
+    batch_worker, batch_states, runner_secret, django_user_model, tmp_path
+):
+    """`manage.py run_process` with the job definition's environment: DATABASE_URL comes from the
+    secret into the runner's environment, and the template (tests/hostile.py) must not read it,
+    nor the runner's folders or the SQLite file."""
+    env, worker_log = batch_worker
+    aws_client("s3").create_bucket(Bucket="jtb-templates")
+    job = Job.objects.create(
+        name="hostile", memory_mib=512, template=template_store(filename="hostile.py", content=HOSTILE_TEMPLATE.encode())
+    )
+    root = tmp_path / "container"
+    url = database_url_for_subprocesses()
+    parameters = {"data_dir": str(root / "data"), "log_dir": str(root / "data" / "logs"), "work_root": str(root / "work")}
+    if url.startswith("sqlite:"):
+        parameters["sqlite_file"] = url.removeprefix("sqlite://")
+    process_id = api_client(django_user_model).post(
+        f"/api/v1/jobs/{job.pk}/run/", {"parameters": parameters}, format="json"
+    ).json()["id"]
+    ran = run_container(process_id, worker_log, tmp_path, batch_states, root=root)
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert Process.objects.get(pk=process_id).status == ProcessStatus.SUCCEEDED
+    expected = ("data dir listing", "log dir listing", "other runs' work folders")
+    assert_nothing_reached(
+        hostile_results(ran.stdout),
+        expected=(*expected, "SQLite file") if "sqlite_file" in parameters else expected,
+    )
+    assert url not in ran.stdout + ran.stderr

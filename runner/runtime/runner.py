@@ -179,20 +179,24 @@ class Runner:
 
         def on_build() -> None:
             # Only a run that actually installs gets the task row: runs that waited for it
-            # (or found it ready) reuse the environment instantly.
+            # (or found it ready) reuse the environment instantly. The empty environment of jobs
+            # without modules is made once per host and is no step of the job.
             building.append(True)
-            self.recorder.install_started()
+            if modules:
+                self.recorder.install_started()
 
         if modules:
             say(f"preparing modules: {', '.join(modules)}")
         try:
             environment = environment_ensure(modules, output=sys.stdout.buffer, on_build=on_build, say=say)
         except EnvironmentBuildError as exc:
+            if not modules:
+                return Outcome(FAILED, f"Could not prepare the Python environment: {shorten(str(exc))}")
             if not building:
                 on_build()
             self.recorder.install_finished(error=str(exc))
             return Outcome(FAILED, f"Task '{INSTALL_TASK}' failed: {shorten(str(exc))}")
-        if building:
+        if building and modules:
             self.recorder.install_finished()
         elif modules:
             say(f"reusing the environment at {environment.path}")

@@ -21,6 +21,12 @@ def main(ctx):
         print("module from", iniconfig.__file__)
 """
 
+NO_MODULES = """
+def main(ctx):
+    with ctx.task("report"):
+        print("no modules needed")
+"""
+
 
 @pytest.fixture
 def fresh(tmp_path, settings, subprocess_env):
@@ -39,6 +45,19 @@ def test_environment_key_ignores_order_spelling_and_duplicates_but_not_the_index
     assert key != environment_key(["python-dateutil", "requests>=2.32"])
     settings.JTB_PACKAGE_INDEX_URL = "https://pypi.example.com/simple"
     assert key != environment_key(["python-dateutil", "requests>=2.31"])
+
+
+def test_a_job_without_modules_on_a_new_host_shows_no_install_step(fresh):
+    """The empty environment such jobs run in is made once per host, by whichever run comes first:
+    that run's steps are the template's own, as on every later run."""
+    templates, env = fresh
+    job = make_job(root=templates, source=NO_MODULES)
+    process = start(job)
+    log = runner_run(process, env)
+    process.refresh_from_db()
+    assert process.status == ProcessStatus.SUCCEEDED, log
+    assert [task.name for task in process.tasks.all()] == ["report"]
+    assert any(path.is_dir() for path in (templates.parent / "envs").iterdir())  # it was made now
 
 
 def test_second_run_with_the_same_modules_reuses_the_environment_without_an_install_step(fresh):

@@ -32,6 +32,8 @@ from jobtarget_batch.conf import settings
 from runner.isolation import build_environment
 
 READY_MARKER = ".jtb-ready"
+# Folder (under JTB_ENV_ROOT) of aliases: modules as a job spells them -> environment key.
+ALIASES = "aliases"
 INSTALL_TIMEOUT_SECONDS = 900
 
 
@@ -87,9 +89,51 @@ def _environment(path: Path, *, built_now: bool) -> Environment:
 
 
 def environment_ready(requirements: list[str]) -> Environment | None:
-    """The environment for `requirements` if this host has it ready, without waiting or building."""
-    path = Path(settings.JTB_ENV_ROOT) / environment_key(requirements)
-    return _environment(path, built_now=False) if (path / READY_MARKER).exists() else None
+    """The environment for `requirements` if this host has it ready, without waiting or building.
+
+    The container runner asks this before its template starts, and the key's normalization needs
+    `packaging` (~15 ms to import). So an environment once found is also found by the modules as
+    the job spells them: an alias file, named by that spelling, holding the key."""
+    root = Path(settings.JTB_ENV_ROOT)
+    alias = root / ALIASES / _spelling_key(requirements)
+    try:
+        key = alias.read_text().strip()
+    except OSError:
+        key = ""
+    if key and (root / key / READY_MARKER).exists():
+        return _environment(root / key, built_now=False)
+    key = environment_key(requirements)
+    path = root / key
+    if not (path / READY_MARKER).exists():
+        return None
+    _alias_write(alias, key)
+    return _environment(path, built_now=False)
+
+
+def _spelling_key(requirements: list[str]) -> str:
+    """Like environment_key, with the modules as written (sorted) instead of normalized."""
+    material = json.dumps(
+        {
+            "python": list(sys.version_info[:3]),
+            "implementation": sys.implementation.name,
+            "interpreter": os.path.realpath(base_python()),
+            "requirements": sorted(set(requirements)),
+            "index": settings.JTB_PACKAGE_INDEX_URL,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def _alias_write(alias: Path, key: str) -> None:
+    """Written whole or not at all (a reader never sees half a key); losing a race is harmless."""
+    try:
+        alias.parent.mkdir(parents=True, exist_ok=True)
+        partial = alias.with_name(f"{alias.name}.{os.getpid()}.tmp")
+        partial.write_text(key)
+        os.replace(partial, alias)
+    except OSError:
+        pass  # only a shortcut: the next run normalizes again
 
 
 def uv_binary() -> str:

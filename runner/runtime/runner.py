@@ -7,7 +7,6 @@ cancel was requested, else `failed` ("Interrupted").
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
@@ -21,7 +20,6 @@ from runner.outcomes import FAILED, SUCCEEDED, Outcome, outcome_of, shorten
 from runner.runtime.child_process import MEMORY, TIMEOUT, ChildProcess
 from runner.runtime.spec import RunSpec
 
-logger = logging.getLogger("runner")
 # Longest the fast path waits for the template to reach main(ctx) before it loads Django anyway.
 MAIN_WAIT_SECONDS = 3.0
 
@@ -142,7 +140,9 @@ class Runner:
         try:
             outcome = execute()
         except Exception as exc:  # a bug or an outage in the runner itself must still be recorded
-            logger.exception("runner error")
+            import logging  # not at import: the container runner starts its template sooner without it
+
+            logging.getLogger("runner").exception("runner error")
             if self.child is not None and self.child.running():
                 self.child.kill(min(self.kill_grace_seconds, 5))
             outcome = Outcome(FAILED, f"The runner failed: {type(exc).__name__}: {exc}")

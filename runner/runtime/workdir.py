@@ -8,8 +8,8 @@ with Django loaded (prepare.py): one way to lay out a run, whoever starts it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import uuid
 from pathlib import Path
 
 from jobtarget_batch.conf import settings
@@ -22,7 +22,7 @@ CHILD_SCRIPT = Path(__file__).resolve().parent.parent / "child.py"
 
 def workdir_prepare(*, process_id: int, job: str, attempt: int, snapshot: dict, parameters: dict) -> Path:
     """A fresh work folder holding the run's spec, template, child script and parameters."""
-    workdir = Path(settings.JTB_WORK_DIR) / f"process-{process_id}-{uuid.uuid4().hex[:8]}"
+    workdir = Path(settings.JTB_WORK_DIR) / f"process-{process_id}-{os.urandom(4).hex()}"
     workdir.mkdir(parents=True, exist_ok=True)
     modules = list(snapshot.get("python_modules") or [])
     python = template_error = None

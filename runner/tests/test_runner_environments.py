@@ -147,3 +147,26 @@ def test_a_fresh_host_unpacks_the_environment_another_host_shared_through_s3(mot
     assert "restored environment" in second_log
     assert "building environment" not in second_log and "Installed" not in second_log
     assert "module from " + str(tmp_path / "other-host-envs") in second_log
+
+
+def test_a_ready_environment_is_found_again_by_its_spelling_without_normalizing(fresh, monkeypatch):
+    """The container runner looks for its environment before the template starts: once found, the
+    same spelling of the modules finds it without `packaging` (an alias file)."""
+    import runner.environments as environments
+
+    built = environments.environment_ensure([MODULE])
+    assert environments.environment_ready([MODULE]).path == built.path  # normalizes, writes the alias
+
+    def no_normalizing(requirements):
+        raise AssertionError("normalized again")
+
+    monkeypatch.setattr(environments, "normalized_requirements", no_normalizing)
+    assert environments.environment_ready([MODULE]).path == built.path
+    with pytest.raises(AssertionError, match="normalized again"):  # another spelling normalizes
+        environments.environment_ready(["INIconfig>=2"])
+    monkeypatch.undo()
+    assert environments.environment_ready(["INIconfig>=2"]).path == built.path
+    # An alias whose environment is gone is not trusted.
+    for marker in built.path.glob(environments.READY_MARKER):
+        marker.unlink()
+    assert environments.environment_ready([MODULE]) is None

@@ -4,21 +4,36 @@ Every query is bounded at any history size: active runs through the status index
 few of them), finished runs through `process_status_finished_idx` (status + finished_at within
 a window), created runs through `process_created_idx` (created_at within a window), schedules
 through `schedule_next_fire_idx`; lists carry a LIMIT. Nothing counts the whole history.
+
+The 24-hour charts read the runs themselves (a day of runs, exact in the viewer's zone); the
+7- and 30-day charts read the hourly rollup (processes.rollup: a month is ~720 hours of rows, not
+every run of the month), so they count finished runs in the hour they ended, place each UTC
+hour in the bucket its start falls in, and show concurrency as the busiest hour's average.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, FloatField, Max, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from jobs.models import Job, Schedule
-from processes.models import ACTIVE_STATUSES, FINISHED_STATUSES, Process, ProcessStatus, Task, TaskStatus
+from processes.models import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    Process,
+    ProcessHourly,
+    ProcessStatus,
+    Task,
+    TaskStatus,
+    rollup_hour,
+)
 
 # The runner's module-install step (runner.runtime.INSTALL_TASK); named here because the
 # console sits above the runner and must not import it.
@@ -39,12 +54,14 @@ class ChartWindow:
     span: timedelta
     bucket: timedelta
     bucket_label: str
+    # Read from the hourly rollup rather than the runs (see the module docstring).
+    from_rollup: bool = False
 
 
 CHART_WINDOWS = {
     "24h": ChartWindow("24h", "24 hours", timedelta(hours=24), timedelta(hours=1), "per hour"),
-    "7d": ChartWindow("7d", "7 days", timedelta(days=7), timedelta(hours=6), "per 6 hours"),
-    "30d": ChartWindow("30d", "30 days", timedelta(days=30), timedelta(days=1), "per day"),
+    "7d": ChartWindow("7d", "7 days", timedelta(days=7), timedelta(hours=6), "per 6 hours", from_rollup=True),
+    "30d": ChartWindow("30d", "30 days", timedelta(days=30), timedelta(days=1), "per day", from_rollup=True),
 }
 DEFAULT_WINDOW = "24h"
 
@@ -280,20 +297,41 @@ def _bucket_index(starts: list[datetime], instant: datetime) -> int | None:
     return low
 
 
+def _add_count(buckets: list[Bucket], starts: list[datetime], instant: datetime, status: str, n: int) -> None:
+    index = _bucket_index(starts, instant)
+    if index is not None:
+        counts = buckets[index].counts
+        counts[status] = counts.get(status, 0) + n
+
+
 def runs_by_status(*, window: ChartWindow, now: datetime, zone: tzinfo) -> list[Bucket]:
-    """Runs created in each bucket of the window, per current status (process_created_idx)."""
+    """Runs in each bucket of the window, per status.
+
+    24 hours: runs created in each bucket, per current status (process_created_idx). Longer
+    windows: finished runs in the hour they ended (the rollup's hour index), and the active runs
+    (few: process_status_id_idx) in the hour they were created.
+    """
     starts = window_buckets(window=window, now=now, zone=zone)
     buckets = [Bucket(start=start) for start in starts]
+    if window.from_rollup:
+        for row in (
+            ProcessHourly.objects.filter(hour__gte=rollup_hour(starts[0]), hour__lte=now, runs__gt=0)
+            .values("hour", "status").annotate(n=Sum("runs")).order_by()
+        ):
+            _add_count(buckets, starts, row["hour"], row["status"], row["n"])
+        for row in (
+            Process.objects.filter(status__in=ACTIVE_STATUSES, created_at__gte=starts[0])
+            .values_list("created_at", "status")
+        ):
+            _add_count(buckets, starts, row[0], row[1], 1)
+        return buckets
     rows = (
         Process.objects.filter(created_at__gte=starts[0], created_at__lte=now)
         .annotate(hour=TruncHour("created_at", tzinfo=zone)).values("hour", "status")
         .annotate(n=Count("id")).order_by()
     )
     for row in rows:
-        index = _bucket_index(starts, row["hour"])
-        if index is not None:
-            counts = buckets[index].counts
-            counts[row["status"]] = counts.get(row["status"], 0) + row["n"]
+        _add_count(buckets, starts, row["hour"], row["status"], row["n"])
     return buckets
 
 
@@ -304,13 +342,38 @@ class Concurrency:
     now: int
     # When the window held more runs than were read: peaks before this moment are not computed.
     exact_since: datetime | None
+    # What a bucket's figure is: the most at once (24 hours), or its busiest hour's average.
+    measure: str = "most"
+
+
+def _rollup_concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurrency:
+    """Per bucket, its busiest hour's average of runs executing at once (run time inside the hour
+    / one hour, from the rollup), rounded up: a lower bound of the bucket's true peak."""
+    starts = window_buckets(window=window, now=now, zone=zone)
+    peaks = [0] * len(starts)
+    for row in (
+        ProcessHourly.objects.filter(hour__gte=rollup_hour(starts[0]), hour__lte=now, busy_seconds__gt=0)
+        .values("hour").annotate(busy=Sum("busy_seconds")).order_by()
+    ):
+        index = _bucket_index(starts, row["hour"])
+        if index is not None:
+            peaks[index] = max(peaks[index], math.ceil(row["busy"] / 3600 - 1e-9))
+    running = Process.objects.filter(status=ProcessStatus.RUNNING).count()  # process_status_id_idx
+    if peaks:
+        # The last bucket holds the runs executing now, which the rollup counts only once they end.
+        peaks[-1] = max(peaks[-1], running)
+    return Concurrency(peaks=list(zip(starts, peaks, strict=True)), peak=max(peaks, default=0), now=running,
+                       exact_since=None, measure="busiest hour's average")
 
 
 def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurrency:
     """The most runs executing at once in each bucket (a sweep over starts and ends), and now.
 
-    Reads runs that ended inside the window (process_status_finished_idx) and those running now.
+    Reads runs that ended inside the window (process_status_finished_idx) and those running now;
+    windows read from the rollup give each bucket its busiest hour's average instead.
     """
+    if window.from_rollup:
+        return _rollup_concurrency(window=window, now=now, zone=zone)
     starts = window_buckets(window=window, now=now, zone=zone)
     window_start = starts[0]
     finished = list(
@@ -370,8 +433,26 @@ def _job_names(job_ids) -> dict[int, str]:
     return dict(Job.objects.filter(pk__in=list(job_ids)).values_list("pk", "name"))
 
 
+def _rollup_slowest_jobs(*, window: ChartWindow, now: datetime, limit: int) -> list[JobFigure]:
+    mean = ExpressionWrapper(Sum("duration_seconds") / Sum("timed_runs"), output_field=FloatField())
+    rows = list(
+        ProcessHourly.objects.filter(status=ProcessStatus.SUCCEEDED, hour__gte=rollup_hour(now - window.span),
+                                     timed_runs__gt=0)
+        .values("job_id").annotate(runs=Sum("timed_runs"), mean=mean, longest=Max("longest_seconds"))
+        .order_by("-mean", "job_id")[:limit]
+    )
+    names = _job_names(row["job_id"] for row in rows)
+    return [
+        JobFigure(job_id=row["job_id"], job_name=names.get(row["job_id"], f"#{row['job_id']}"), runs=row["runs"],
+                  value=float(row["mean"]), extra=float(row["longest"]))
+        for row in rows
+    ]
+
+
 def slowest_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[JobFigure]:
     """Jobs by mean duration of their successful runs that ended in the window."""
+    if window.from_rollup:
+        return _rollup_slowest_jobs(window=window, now=now, limit=limit)
     duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     rows = list(
         Process.objects.filter(
@@ -389,11 +470,18 @@ def slowest_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[
 
 def most_failing_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[JobFigure]:
     """Jobs by number of failed runs that ended in the window, with their failure share."""
-    rows = list(
-        Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=now - window.span)
-        .values("job_id").annotate(runs=Count("id"), failed=Count("id", filter=Q(status=ProcessStatus.FAILED)))
-        .filter(failed__gt=0).order_by("-failed", "job_id")[:limit]
-    )
+    if window.from_rollup:
+        source = ProcessHourly.objects.filter(hour__gte=rollup_hour(now - window.span))
+        rows = list(
+            source.values("job_id").annotate(runs=Sum("runs"), failed=Sum("runs", filter=Q(status=ProcessStatus.FAILED)))
+            .filter(failed__gt=0).order_by("-failed", "job_id")[:limit]
+        )
+    else:
+        rows = list(
+            Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=now - window.span)
+            .values("job_id").annotate(runs=Count("id"), failed=Count("id", filter=Q(status=ProcessStatus.FAILED)))
+            .filter(failed__gt=0).order_by("-failed", "job_id")[:limit]
+        )
     names = _job_names(row["job_id"] for row in rows)
     return [
         JobFigure(job_id=row["job_id"], job_name=names.get(row["job_id"], f"#{row['job_id']}"), runs=row["runs"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -242,6 +244,11 @@ class IdempotencyRecord(models.Model):
 # seconds to a day; waits from instant to hours (Spot capacity).
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 WAIT_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+
+
+def rollup_hour(instant):
+    """The start of the UTC hour holding `instant`: ProcessHourly's bucket."""
+    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 class ProcessHourly(models.Model):

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, DecimalField, DurationField, ExpressionWrapper, F, Max, Model, Min, Q, Sum
+from django.db.models import Count, DecimalField, DurationField, ExpressionWrapper, F, Max, Min, Model, Q, Sum
 from django.db.models.functions import Coalesce, TruncHour
 
 from processes.models import (
@@ -39,6 +39,7 @@ from processes.models import (
     Process,
     ProcessHourly,
     ProcessTotal,
+    rollup_hour,
 )
 
 logger = logging.getLogger(__name__)
@@ -48,15 +49,10 @@ HOUR = timedelta(hours=1)
 ADD_ATTEMPTS = 3
 
 
-def hour_of(instant: datetime) -> datetime:
-    """The start of the UTC hour holding `instant`: the rollup's bucket."""
-    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 def busy_by_hour(started: datetime, finished: datetime) -> dict[datetime, float]:
     """Seconds of [started, finished) inside each UTC hour it overlaps."""
     spans: dict[datetime, float] = {}
-    hour = hour_of(started)
+    hour = rollup_hour(started)
     while hour < finished:
         overlap = (min(finished, hour + HOUR) - max(started, hour)).total_seconds()
         if overlap > 0:
@@ -132,7 +128,7 @@ def rollup_record_run(*, process_id: int) -> None:
         return  # no hour to put it in (only rows written by hand lack it)
     duration = run.duration
     busy = busy_by_hour(run.started_at, run.finished_at) if duration else {}
-    end_hour = hour_of(run.finished_at)
+    end_hour = rollup_hour(run.finished_at)
     _add(ProcessHourly, {**key, "hour": end_hour}, {
         "runs": 1, "timed_runs": int(duration is not None), "duration_seconds": duration or 0.0,
         "busy_seconds": busy.pop(end_hour, 0.0), "estimated_cost": run.estimated_cost or Decimal(0),

@@ -438,12 +438,12 @@ def _rollup_slowest_jobs(*, window: ChartWindow, now: datetime, limit: int) -> l
     rows = list(
         ProcessHourly.objects.filter(status=ProcessStatus.SUCCEEDED, hour__gte=rollup_hour(now - window.span),
                                      timed_runs__gt=0)
-        .values("job_id").annotate(runs=Sum("timed_runs"), mean=mean, longest=Max("longest_seconds"))
+        .values("job_id").annotate(ran=Sum("timed_runs"), mean=mean, longest=Max("longest_seconds"))
         .order_by("-mean", "job_id")[:limit]
     )
     names = _job_names(row["job_id"] for row in rows)
     return [
-        JobFigure(job_id=row["job_id"], job_name=names.get(row["job_id"], f"#{row['job_id']}"), runs=row["runs"],
+        JobFigure(job_id=row["job_id"], job_name=names.get(row["job_id"], f"#{row['job_id']}"), runs=row["ran"],
                   value=float(row["mean"]), extra=float(row["longest"]))
         for row in rows
     ]
@@ -473,9 +473,11 @@ def most_failing_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> 
     if window.from_rollup:
         source = ProcessHourly.objects.filter(hour__gte=rollup_hour(now - window.span))
         rows = list(
-            source.values("job_id").annotate(runs=Sum("runs"), failed=Sum("runs", filter=Q(status=ProcessStatus.FAILED)))
-            .filter(failed__gt=0).order_by("-failed", "job_id")[:limit]
+            source.values("job_id")
+            .annotate(ended=Sum("runs"), failed=Sum("runs", filter=Q(status=ProcessStatus.FAILED)))
+            .filter(failed__gt=0).order_by("-failed", "job_id").values("job_id", "failed", ended_runs=F("ended"))[:limit]
         )
+        rows = [{**row, "runs": row["ended_runs"]} for row in rows]
     else:
         rows = list(
             Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=now - window.span)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, FloatField, Max, Q, Sum
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -304,6 +304,30 @@ def _add_count(buckets: list[Bucket], starts: list[datetime], instant: datetime,
         counts[status] = counts.get(status, 0) + n
 
 
+def _rollup_hours(*, starts: list[datetime], now: datetime) -> list[dict]:
+    """Per hour of the window and final status: runs that ended, run time inside the hour (one
+    read of the rollup's (hour, ...) unique index for both charts)."""
+    return list(
+        ProcessHourly.objects.filter(hour__gte=rollup_hour(starts[0]), hour__lte=now)
+        .values("hour", "status").annotate(n=Sum("runs"), busy=Sum("busy_seconds")).order_by()
+    )
+
+
+def _rollup_runs(*, starts: list[datetime], hours: list[dict]) -> list[Bucket]:
+    """Finished runs in the hour they ended, active ones (few: process_status_id_idx) in the hour
+    they were created."""
+    buckets = [Bucket(start=start) for start in starts]
+    for row in hours:
+        if row["n"]:
+            _add_count(buckets, starts, row["hour"], row["status"], row["n"])
+    for created, status in (
+        Process.objects.filter(status__in=ACTIVE_STATUSES, created_at__gte=starts[0]).order_by()
+        .values_list("created_at", "status")
+    ):
+        _add_count(buckets, starts, created, status, 1)
+    return buckets
+
+
 def runs_by_status(*, window: ChartWindow, now: datetime, zone: tzinfo) -> list[Bucket]:
     """Runs in each bucket of the window, per status.
 
@@ -314,17 +338,7 @@ def runs_by_status(*, window: ChartWindow, now: datetime, zone: tzinfo) -> list[
     starts = window_buckets(window=window, now=now, zone=zone)
     buckets = [Bucket(start=start) for start in starts]
     if window.from_rollup:
-        for row in (
-            ProcessHourly.objects.filter(hour__gte=rollup_hour(starts[0]), hour__lte=now, runs__gt=0)
-            .values("hour", "status").annotate(n=Sum("runs")).order_by()
-        ):
-            _add_count(buckets, starts, row["hour"], row["status"], row["n"])
-        for row in (
-            Process.objects.filter(status__in=ACTIVE_STATUSES, created_at__gte=starts[0])
-            .values_list("created_at", "status")
-        ):
-            _add_count(buckets, starts, row[0], row[1], 1)
-        return buckets
+        return _rollup_runs(starts=starts, hours=_rollup_hours(starts=starts, now=now))
     rows = (
         Process.objects.filter(created_at__gte=starts[0], created_at__lte=now)
         .annotate(hour=TruncHour("created_at", tzinfo=zone)).values("hour", "status")
@@ -346,18 +360,17 @@ class Concurrency:
     measure: str = "most"
 
 
-def _rollup_concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurrency:
+def _rollup_concurrency(*, starts: list[datetime], hours: list[dict]) -> Concurrency:
     """Per bucket, its busiest hour's average of runs executing at once (run time inside the hour
     / one hour, from the rollup), rounded up: a lower bound of the bucket's true peak."""
-    starts = window_buckets(window=window, now=now, zone=zone)
+    busy: dict[datetime, float] = defaultdict(float)
+    for row in hours:
+        busy[row["hour"]] += row["busy"] or 0.0
     peaks = [0] * len(starts)
-    for row in (
-        ProcessHourly.objects.filter(hour__gte=rollup_hour(starts[0]), hour__lte=now, busy_seconds__gt=0)
-        .values("hour").annotate(busy=Sum("busy_seconds")).order_by()
-    ):
-        index = _bucket_index(starts, row["hour"])
-        if index is not None:
-            peaks[index] = max(peaks[index], math.ceil(row["busy"] / 3600 - 1e-9))
+    for hour, seconds in busy.items():
+        index = _bucket_index(starts, hour)
+        if index is not None and seconds > 0:
+            peaks[index] = max(peaks[index], math.ceil(seconds / 3600 - 1e-9))
     running = Process.objects.filter(status=ProcessStatus.RUNNING).count()  # process_status_id_idx
     if peaks:
         # The last bucket holds the runs executing now, which the rollup counts only once they end.
@@ -372,9 +385,9 @@ def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurre
     Reads runs that ended inside the window (process_status_finished_idx) and those running now;
     windows read from the rollup give each bucket its busiest hour's average instead.
     """
-    if window.from_rollup:
-        return _rollup_concurrency(window=window, now=now, zone=zone)
     starts = window_buckets(window=window, now=now, zone=zone)
+    if window.from_rollup:
+        return _rollup_concurrency(starts=starts, hours=_rollup_hours(starts=starts, now=now))
     window_start = starts[0]
     finished = list(
         Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=window_start, started_at__isnull=False)
@@ -433,26 +446,35 @@ def _job_names(job_ids) -> dict[int, str]:
     return dict(Job.objects.filter(pk__in=list(job_ids)).values_list("pk", "name"))
 
 
-def _rollup_slowest_jobs(*, window: ChartWindow, now: datetime, limit: int) -> list[JobFigure]:
-    mean = ExpressionWrapper(Sum("duration_seconds") / Sum("timed_runs"), output_field=FloatField())
+def _rollup_job_figures(*, window: ChartWindow, now: datetime, limit: int) -> tuple[list[JobFigure], list[JobFigure]]:
+    """The slowest and the most failing jobs of the window from one grouped read of the rollup."""
+    succeeded = Q(status=ProcessStatus.SUCCEEDED)
     rows = list(
-        ProcessHourly.objects.filter(status=ProcessStatus.SUCCEEDED, hour__gte=rollup_hour(now - window.span),
-                                     timed_runs__gt=0)
-        .values("job_id").annotate(ran=Sum("timed_runs"), mean=mean, longest=Max("longest_seconds"))
-        .order_by("-mean", "job_id")[:limit]
+        ProcessHourly.objects.filter(hour__gte=rollup_hour(now - window.span)).values("job_id")
+        .annotate(ended=Sum("runs"), failed=Sum("runs", filter=Q(status=ProcessStatus.FAILED)),
+                  ok_timed=Sum("timed_runs", filter=succeeded), ok_seconds=Sum("duration_seconds", filter=succeeded),
+                  ok_longest=Max("longest_seconds", filter=succeeded))
+        .order_by()
     )
-    names = _job_names(row["job_id"] for row in rows)
-    return [
-        JobFigure(job_id=row["job_id"], job_name=names.get(row["job_id"], f"#{row['job_id']}"), runs=row["ran"],
-                  value=float(row["mean"]), extra=float(row["longest"]))
-        for row in rows
-    ]
+    timed = [row for row in rows if row["ok_timed"]]
+    for row in timed:
+        row["mean"] = row["ok_seconds"] / row["ok_timed"]
+    slow = sorted(timed, key=lambda row: (-row["mean"], row["job_id"]))[:limit]
+    failing = sorted((row for row in rows if row["failed"]), key=lambda row: (-row["failed"], row["job_id"]))[:limit]
+    names = _job_names({row["job_id"] for row in slow + failing})
+    name = lambda row: names.get(row["job_id"], f"#{row['job_id']}")  # noqa: E731
+    return (
+        [JobFigure(job_id=row["job_id"], job_name=name(row), runs=row["ok_timed"], value=float(row["mean"]),
+                   extra=float(row["ok_longest"] or 0)) for row in slow],
+        [JobFigure(job_id=row["job_id"], job_name=name(row), runs=row["ended"], value=row["failed"],
+                   extra=row["failed"] / row["ended"]) for row in failing],
+    )
 
 
 def slowest_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[JobFigure]:
     """Jobs by mean duration of their successful runs that ended in the window."""
     if window.from_rollup:
-        return _rollup_slowest_jobs(window=window, now=now, limit=limit)
+        return _rollup_job_figures(window=window, now=now, limit=limit)[0]
     duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     rows = list(
         Process.objects.filter(
@@ -471,22 +493,39 @@ def slowest_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[
 def most_failing_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[JobFigure]:
     """Jobs by number of failed runs that ended in the window, with their failure share."""
     if window.from_rollup:
-        source = ProcessHourly.objects.filter(hour__gte=rollup_hour(now - window.span))
-        rows = list(
-            source.values("job_id")
-            .annotate(ended=Sum("runs"), failed=Sum("runs", filter=Q(status=ProcessStatus.FAILED)))
-            .filter(failed__gt=0).order_by("-failed", "job_id").values("job_id", "failed", ended_runs=F("ended"))[:limit]
-        )
-        rows = [{**row, "runs": row["ended_runs"]} for row in rows]
-    else:
-        rows = list(
-            Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=now - window.span)
-            .values("job_id").annotate(runs=Count("id"), failed=Count("id", filter=Q(status=ProcessStatus.FAILED)))
-            .filter(failed__gt=0).order_by("-failed", "job_id")[:limit]
-        )
+        return _rollup_job_figures(window=window, now=now, limit=limit)[1]
+    rows = list(
+        Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=now - window.span)
+        .values("job_id").annotate(runs=Count("id"), failed=Count("id", filter=Q(status=ProcessStatus.FAILED)))
+        .filter(failed__gt=0).order_by("-failed", "job_id")[:limit]
+    )
     names = _job_names(row["job_id"] for row in rows)
     return [
         JobFigure(job_id=row["job_id"], job_name=names.get(row["job_id"], f"#{row['job_id']}"), runs=row["runs"],
                   value=row["failed"], extra=row["failed"] / row["runs"])
         for row in rows
     ]
+
+
+@dataclass
+class Trends:
+    buckets: list[Bucket]
+    concurrency: Concurrency
+    slowest: list[JobFigure]
+    failing: list[JobFigure]
+
+
+def trends(*, window: ChartWindow, now: datetime, zone: tzinfo, limit: int = 5) -> Trends:
+    """Everything the dashboard's trend charts show; from the rollup, two reads whatever the window."""
+    if not window.from_rollup:
+        return Trends(
+            buckets=runs_by_status(window=window, now=now, zone=zone),
+            concurrency=concurrency(window=window, now=now, zone=zone),
+            slowest=slowest_jobs(window=window, now=now, limit=limit),
+            failing=most_failing_jobs(window=window, now=now, limit=limit),
+        )
+    starts = window_buckets(window=window, now=now, zone=zone)
+    hours = _rollup_hours(starts=starts, now=now)
+    slowest, failing = _rollup_job_figures(window=window, now=now, limit=limit)
+    return Trends(buckets=_rollup_runs(starts=starts, hours=hours),
+                  concurrency=_rollup_concurrency(starts=starts, hours=hours), slowest=slowest, failing=failing)

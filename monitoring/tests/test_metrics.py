@@ -201,3 +201,25 @@ def test_two_gunicorn_workers_report_the_same_figures_as_the_database(subprocess
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.django_db
+def test_the_scrape_is_byte_for_byte_what_prometheus_client_writes():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from monitoring.metrics import DatabaseCollector, text_format
+
+    several_jobs_ran()
+    odd = Job.objects.create(name='say "hi" \\ twice', template="examples/hello.py")
+    add_run(odd, ProcessStatus.FAILED, Trigger.API, wait=1, duration=123456789.5)
+    families = list(DatabaseCollector().collect())  # one read: the schedule lag moves with the clock
+
+    class Collected:
+        def collect(self):
+            return iter(families)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collected())
+    expected = generate_latest(registry)
+    assert b'say \\"hi\\" \\\\ twice' in expected and b"e+08" in expected
+    assert text_format(Collected()) == expected

@@ -208,11 +208,16 @@ def jobs_list_rows(*, job_ids: list[int], days: int = LIST_DAYS, now: datetime |
     for job_id, (finished, succeeded) in _finished_counts(job_ids=job_ids, since=since).items():
         rows[job_id].runs, rows[job_id].succeeded, rows[job_id].finished = finished, succeeded, finished
 
-    recent = Process.objects.filter(job_id__in=job_ids, created_at__gte=since)
 
     durations: dict[int, list[float]] = defaultdict(list)
+    # The page's jobs as `job_id + 0`, which no index serves: the plan then reads the window's runs
+    # on process_created_newest_idx and keeps the page's, instead of ANDing that window with the
+    # (job, status) index over every run the page's jobs ever had (a third of a year's history
+    # when the page holds the busiest jobs: 80 ms against 25 ms at a million runs).
     newest_finished = (
-        recent.filter(status__in=FINISHED_STATUSES, started_at__isnull=False, finished_at__isnull=False)
+        Process.objects.alias(page_job=F("job_id") + 0)
+        .filter(page_job__in=job_ids, created_at__gte=since)
+        .filter(status__in=FINISHED_STATUSES, started_at__isnull=False, finished_at__isnull=False)
         .annotate(rank=Window(RowNumber(), partition_by=[F("job_id")], order_by=F("pk").desc()))
         .filter(rank__lte=LIST_MEDIAN_RUNS)
         .values_list("job_id", "started_at", "finished_at")

@@ -146,6 +146,7 @@ def test_every_dashboard_query_on_processes_can_use_an_index(make_job, client, d
             assert client.get(f"/admin/?range={window}").status_code == 200
         reads = [q["sql"] for q in captured.captured_queries
                  if q["sql"].startswith("SELECT") and ('FROM "processes_process"' in q["sql"]
+                                                        or 'FROM "processes_processhourly"' in q["sql"]
                                                         or 'FROM "jobs_schedule"' in q["sql"])]
         assert len(reads) >= 8
         with connection.cursor() as cursor:
@@ -156,6 +157,7 @@ def test_every_dashboard_query_on_processes_can_use_an_index(make_job, client, d
                     plan = "\n".join(row[0] for row in cursor.fetchall())
                     assert "Seq Scan on processes_process" not in plan, f"{sql}\n{plan}"
                     assert "Seq Scan on jobs_schedule" not in plan, f"{sql}\n{plan}"
+                    assert "Seq Scan on processes_processhourly" not in plan, f"{sql}\n{plan}"
             finally:
                 cursor.execute("SET enable_seqscan = on")
 

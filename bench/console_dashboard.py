@@ -100,16 +100,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="Keep the database (and reuse it if it exists).")
+    parser.add_argument("--database", default=f"jtb_bench_console_{os.getpid()}")
     options = parser.parse_args()
 
-    database = f"jtb_bench_console_{os.getpid()}"
+    database = options.database
     env = {
         "JTB_DATA_DIR": tempfile.mkdtemp(prefix="jtb-bench-console-"),
         "DJANGO_SETTINGS_MODULE": "jobtarget_batch.settings", "LOG_LEVEL": "WARNING",
         # Every page computes its trends: the first view of a minute, the worst case.
         "JTB_CONSOLE_TRENDS_CACHE_SECONDS": "0",
     }
-    with bench_database(database, env=env):
+    with bench_database(database, env=env, keep=options.keep) as fresh:
         import django
 
         django.setup()
@@ -118,10 +120,12 @@ def main() -> None:
         from django.db import connection
         from django.test import Client
 
-        call_command("migrate", verbosity=0)
-        fill(options.processes)
+        if fresh:
+            call_command("migrate", verbosity=0)
+            fill(options.processes)
+            User.objects.create_superuser("bench", "bench@example.com", "bench")
         client = Client()
-        client.force_login(User.objects.create_superuser("bench", "bench@example.com", "bench"))
+        client.force_login(User.objects.get(username="bench"))
 
         def get(url: str):
             def call():

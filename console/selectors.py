@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models import Avg, Count, DateTimeField, DurationField, ExpressionWrapper, F, Max, Q, Sum, Value
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -389,10 +389,21 @@ def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurre
     if window.from_rollup:
         return _rollup_concurrency(starts=starts, hours=_rollup_hours(starts=starts, now=now))
     window_start = starts[0]
-    finished = list(
-        Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=window_start, started_at__isnull=False)
-        .order_by("-finished_at").values_list("started_at", "finished_at")[:CONCURRENCY_ROWS_LIMIT]
-    )
+    # Read as offsets from the window's start (intervals), not as timestamps: Django's time-zone
+    # aware timestamp loader parses in Python, which at tens of thousands of runs a day cost more
+    # than the query; intervals load natively.
+    origin = Value(window_start, output_field=DateTimeField())
+    finished = [
+        (window_start + start_offset, window_start + end_offset)
+        for start_offset, end_offset in (
+            Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=window_start,
+                                   started_at__isnull=False)
+            .order_by("-finished_at")
+            .values_list(ExpressionWrapper(F("started_at") - origin, output_field=DurationField()),
+                         ExpressionWrapper(F("finished_at") - origin, output_field=DurationField()))
+            [:CONCURRENCY_ROWS_LIMIT]
+        )
+    ]
     exact_since = None
     if len(finished) >= CONCURRENCY_ROWS_LIMIT:
         # Runs that ended before the earliest end read are missing: only later buckets are exact.
@@ -411,7 +422,7 @@ def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurre
         events.append((finished_at, -1))
     for started in running:
         events.append((max(started, window_start), 1))
-    events.sort(key=lambda event: (event[0], event[1]))  # an end before a start at the same instant
+    events.sort()  # by instant, an end (-1) before a start (+1) at the same instant
     peaks = [0] * len(starts)
     level = 0
     event_iter = iter(events)

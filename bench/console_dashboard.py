@@ -25,7 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.pg_database import bench_database, fill_rollups  # noqa: E402
+
 JOBS = 200
 
 FILL = """
@@ -49,13 +50,6 @@ FROM (
     FROM generate_series(1, %(count)s) AS n
 ) AS rows
 """
-
-
-def psql(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(statement)
 
 
 def say(message: str) -> None:
@@ -96,7 +90,9 @@ def fill(count: int) -> None:
         Process(job_id=1 + index, status=ProcessStatus.QUEUED, trigger=Trigger.API, snapshot={}) for index in range(50)
     ])
     with connection.cursor() as cursor:
+        fill_rollups(cursor)
         cursor.execute("VACUUM ANALYZE processes_process")
+        cursor.execute("VACUUM ANALYZE processes_processhourly")
     say(f"filled {count:,} processes in {time.perf_counter() - started:.0f} s")
 
 
@@ -104,18 +100,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="Keep the database (and reuse it if it exists).")
+    parser.add_argument("--database", default=f"jtb_bench_console_{os.getpid()}")
     options = parser.parse_args()
 
-    database = f"jtb_bench_console_{os.getpid()}"
-    os.environ.update({
-        "DATABASE_URL": f"{PG}/{database}", "JTB_DATA_DIR": tempfile.mkdtemp(prefix="jtb-bench-console-"),
+    database = options.database
+    env = {
+        "JTB_DATA_DIR": tempfile.mkdtemp(prefix="jtb-bench-console-"),
         "DJANGO_SETTINGS_MODULE": "jobtarget_batch.settings", "LOG_LEVEL": "WARNING",
         # Every page computes its trends: the first view of a minute, the worst case.
         "JTB_CONSOLE_TRENDS_CACHE_SECONDS": "0",
-    })
-    psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    psql(f'CREATE DATABASE "{database}"')
-    try:
+    }
+    with bench_database(database, env=env, keep=options.keep) as fresh:
         import django
 
         django.setup()
@@ -124,10 +120,12 @@ def main() -> None:
         from django.db import connection
         from django.test import Client
 
-        call_command("migrate", verbosity=0)
-        fill(options.processes)
+        if fresh:
+            call_command("migrate", verbosity=0)
+            fill(options.processes)
+            User.objects.create_superuser("bench", "bench@example.com", "bench")
         client = Client()
-        client.force_login(User.objects.create_superuser("bench", "bench@example.com", "bench"))
+        client.force_login(User.objects.get(username="bench"))
 
         def get(url: str):
             def call():
@@ -149,8 +147,6 @@ def main() -> None:
             "dashboard_30d_s": median_time(get("/admin/?range=30d"), options.repeat),
         }
         connection.close()
-    finally:
-        psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     for name, seconds in results.items():
         say(f"{name:24} {seconds * 1000:9.1f} ms")

@@ -37,7 +37,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.pg_database import bench_database, fill_rollups  # noqa: E402
+
 DETAIL_PAGE = "admin process detail (pk)"
 PASSWORD = "bench-password-1"
 
@@ -64,8 +65,16 @@ PAGES: list[tuple[str, str, str | None]] = [
     ("admin task search name", "/admin/processes/task/?q=load", None),
     ("admin schedule list", "/admin/jobs/schedule/", "more than"),
     ("admin schedule page <busy>", "/admin/jobs/schedule/{busy_schedule}/change/", None),
-    ("admin job list", "/admin/jobs/job/", None),
-    ("admin job page <busy>", "/admin/jobs/job/{busy_job}/change/", None),
+    # The jobs list's columns: last run, next run, runs and success rate over 7 days, median, running now.
+    ("admin job list", "/admin/jobs/job/", "success"),
+    # The job page: grid of the last 25 runs, duration chart, success rate over 30 days.
+    ("admin job page <busy>", "/admin/jobs/job/{busy_job}/change/", "jtb-grid-cell"),
+    # The console's home, trends computed on every request (JTB_CONSOLE_TRENDS_CACHE_SECONDS=0).
+    ("console dashboard 24h", "/admin/?range=24h", "Trends over the last 24 hours"),
+    ("console dashboard 7d", "/admin/?range=7d", "Trends over the last 7 days"),
+    ("console dashboard 30d", "/admin/?range=30d", "Trends over the last 30 days"),
+    ("console live JSON", "/admin/console/live/", "server_time"),
+    ("metrics", "/metrics", "jtb_runs_total"),
     ("admin job delete confirmation <busy>", "/admin/jobs/job/{busy_job}/delete/", "Its runs"),
     ("api process list", "/api/v1/processes/", None),
     ("api process list page_size=500", "/api/v1/processes/?page_size=500", None),
@@ -89,13 +98,6 @@ STEPS = ["extract", "validate", "transform", "load", "report", "notify", "archiv
 
 def say(message: str) -> None:
     print(message, flush=True)
-
-
-def admin_sql(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(statement)
 
 
 def build(processes: int) -> None:
@@ -184,6 +186,8 @@ def build(processes: int) -> None:
             WHERE p.status <> 'queued'
         """, {"steps": STEPS})
         say(f"build: tasks done at {time.perf_counter() - started:.0f} s")
+        fill_rollups(cur)
+        say(f"build: rollups done at {time.perf_counter() - started:.0f} s")
     connection.close()
     # Statistics and the visibility map, as a live database has them (autovacuum).
     import psycopg
@@ -229,10 +233,13 @@ def free_port() -> int:
 
 def serve(env: dict) -> tuple[subprocess.Popen, str]:
     """gunicorn with run_all's web arguments (runner.management.commands.run_all), quiet."""
-    from runner.management.commands.run_all import commands
+    from runner.management.commands.run_all import child_specs
 
     port = free_port()
-    command = [part for part in commands(port, "127.0.0.1")["web"] if part not in ("--access-logfile", "-")]
+    web = next(spec for spec in child_specs(port, "127.0.0.1") if spec.name == "web").command
+    # No access log: drop the option and its file argument.
+    cut = web.index("--access-logfile")
+    command = web[:cut] + web[cut + 2:]
     server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -323,51 +330,39 @@ def main() -> None:
     parser.add_argument("--page", action="append", default=[], help="Another page to time: name=/path")
     parser.add_argument("--keep", action="store_true", help="Keep the database (and reuse it if it exists).")
     parser.add_argument("--database", default=f"jtb_bench_history_{os.getpid()}")
+    parser.add_argument("--no-purge", action="store_true",
+                        help="Skip the purge (with --keep: time the pages again on the same history).")
     args = parser.parse_args()
     pages = PAGES + [(extra.split("=", 1)[0], extra.split("=", 1)[1], None) for extra in args.page]
 
     work = Path(tempfile.mkdtemp(prefix="jtb-history-"))
-    url = f"{PG}/{args.database}"
-    env = {**os.environ, "DATABASE_URL": url, "JTB_DATA_DIR": str(work), "JTB_LOG_DIR": str(work / "logs"),
-           "DEBUG": "false", "CELERY_BROKER_URL": "memory://localhost//"}
-    os.environ.update(env)
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database]).fetchone()
-    fresh = not (exists and args.keep)
-    if fresh:
-        admin_sql(f'DROP DATABASE IF EXISTS "{args.database}"')
-        admin_sql(f'CREATE DATABASE "{args.database}"')
+    env = {"JTB_DATA_DIR": str(work), "JTB_LOG_DIR": str(work / "logs"), "DEBUG": "false",
+           "CELERY_BROKER_URL": "memory://localhost//", "JTB_CONSOLE_TRENDS_CACHE_SECONDS": "0"}
     server = None
-    try:
-        import django
+    with bench_database(args.database, keep=args.keep, env=env) as fresh:
+        try:
+            import django
 
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobtarget_batch.settings")
-        django.setup()
-        from django.core.management import call_command
+            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobtarget_batch.settings")
+            django.setup()
+            from django.core.management import call_command
 
-        if fresh:
-            call_command("migrate", verbosity=0)
-            build(args.processes)
-        values = ids()
-        say(f"ids: {values}")
-        server, base = serve(env)
-        session = login(base)
-        results = time_pages(session, base, pages, values, args.requests)
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
-        server = None
-        purge = purge_30_days(work / "logs")
-    finally:
-        if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
+            if fresh:
+                call_command("migrate", verbosity=0)
+                build(args.processes)
+            values = ids()
+            say(f"ids: {values}")
+            server, base = serve(dict(os.environ))
+            session = login(base)
+            results = time_pages(session, base, pages, values, args.requests)
+            server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep:
-            admin_sql(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+            server = None
+            purge = purge_30_days(work / "logs") if not args.no_purge else {"purge_rows_per_s": None}
+        finally:
+            if server is not None:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=60)
     timed = {name: result for name, result in results.items() if name != DETAIL_PAGE}
     slowest = max(timed, key=lambda name: timed[name]["p95_ms"])
     detail = results[DETAIL_PAGE]["p95_ms"]

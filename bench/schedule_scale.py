@@ -35,16 +35,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.pg_database import bench_database  # noqa: E402
+
 REDIS = "redis://127.0.0.1:6379/11"
 QUEUE = "jtb-control"
-
-
-def psql(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(statement)
 
 
 def say(message: str) -> None:
@@ -219,13 +213,9 @@ def main() -> None:
 
     database = f"jtb_bench_schedules_{os.getpid()}"
     workdir = tempfile.mkdtemp(prefix="jtb-bench-schedules-")
-    os.environ.update({
-        "DATABASE_URL": f"{PG}/{database}", "CELERY_BROKER_URL": REDIS, "JTB_DATA_DIR": workdir,
-        "DJANGO_SETTINGS_MODULE": "jobtarget_batch.settings", "LOG_LEVEL": "WARNING",
-    })
-    psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    psql(f'CREATE DATABASE "{database}"')
-    try:
+    env = {"CELERY_BROKER_URL": REDIS, "JTB_DATA_DIR": workdir, "DJANGO_SETTINGS_MODULE": "jobtarget_batch.settings",
+           "LOG_LEVEL": "WARNING"}
+    with bench_database(database, env=env):
         import django
 
         django.setup()
@@ -239,8 +229,6 @@ def main() -> None:
         ours = run_ours(options.schedules, tick_seconds, options.workers)
         stock = run_stock(options.schedules, options.stock_seconds)
         connection.close()
-    finally:
-        psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     ratio = stock["idle_tick_s"] / ours["idle_tick_s"]
     say(f"per-tick overhead: stock {stock['idle_tick_s'] * 1000:.1f} ms, ours {ours['idle_tick_s'] * 1000:.2f} ms "

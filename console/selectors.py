@@ -4,21 +4,36 @@ Every query is bounded at any history size: active runs through the status index
 few of them), finished runs through `process_status_finished_idx` (status + finished_at within
 a window), created runs through `process_created_idx` (created_at within a window), schedules
 through `schedule_next_fire_idx`; lists carry a LIMIT. Nothing counts the whole history.
+
+The 24-hour charts read the runs themselves (a day of runs, exact in the viewer's zone); the
+7- and 30-day charts read the hourly rollup (processes.rollup: a month is ~720 hours of rows, not
+every run of the month), so they count finished runs in the hour they ended, place each UTC
+hour in the bucket its start falls in, and show concurrency as the busiest hour's average.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models import Avg, Count, DateTimeField, DurationField, ExpressionWrapper, F, Max, Q, Sum, Value
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from jobs.models import Job, Schedule
-from processes.models import ACTIVE_STATUSES, FINISHED_STATUSES, Process, ProcessStatus, Task, TaskStatus
+from processes.models import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    Process,
+    ProcessHourly,
+    ProcessStatus,
+    Task,
+    TaskStatus,
+    rollup_hour,
+)
 
 # The runner's module-install step (runner.runtime.INSTALL_TASK); named here because the
 # console sits above the runner and must not import it.
@@ -39,12 +54,14 @@ class ChartWindow:
     span: timedelta
     bucket: timedelta
     bucket_label: str
+    # Read from the hourly rollup rather than the runs (see the module docstring).
+    from_rollup: bool = False
 
 
 CHART_WINDOWS = {
     "24h": ChartWindow("24h", "24 hours", timedelta(hours=24), timedelta(hours=1), "per hour"),
-    "7d": ChartWindow("7d", "7 days", timedelta(days=7), timedelta(hours=6), "per 6 hours"),
-    "30d": ChartWindow("30d", "30 days", timedelta(days=30), timedelta(days=1), "per day"),
+    "7d": ChartWindow("7d", "7 days", timedelta(days=7), timedelta(hours=6), "per 6 hours", from_rollup=True),
+    "30d": ChartWindow("30d", "30 days", timedelta(days=30), timedelta(days=1), "per day", from_rollup=True),
 }
 DEFAULT_WINDOW = "24h"
 
@@ -280,20 +297,55 @@ def _bucket_index(starts: list[datetime], instant: datetime) -> int | None:
     return low
 
 
+def _add_count(buckets: list[Bucket], starts: list[datetime], instant: datetime, status: str, n: int) -> None:
+    index = _bucket_index(starts, instant)
+    if index is not None:
+        counts = buckets[index].counts
+        counts[status] = counts.get(status, 0) + n
+
+
+def _rollup_hours(*, starts: list[datetime], now: datetime) -> list[dict]:
+    """Per hour of the window and final status: runs that ended, run time inside the hour (one
+    read of the rollup's (hour, ...) unique index for both charts)."""
+    return list(
+        ProcessHourly.objects.filter(hour__gte=rollup_hour(starts[0]), hour__lte=now)
+        .values("hour", "status").annotate(n=Sum("runs"), busy=Sum("busy_seconds")).order_by()
+    )
+
+
+def _rollup_runs(*, starts: list[datetime], hours: list[dict]) -> list[Bucket]:
+    """Finished runs in the hour they ended, active ones (few: process_status_id_idx) in the hour
+    they were created."""
+    buckets = [Bucket(start=start) for start in starts]
+    for row in hours:
+        if row["n"]:
+            _add_count(buckets, starts, row["hour"], row["status"], row["n"])
+    for created, status in (
+        Process.objects.filter(status__in=ACTIVE_STATUSES, created_at__gte=starts[0]).order_by()
+        .values_list("created_at", "status")
+    ):
+        _add_count(buckets, starts, created, status, 1)
+    return buckets
+
+
 def runs_by_status(*, window: ChartWindow, now: datetime, zone: tzinfo) -> list[Bucket]:
-    """Runs created in each bucket of the window, per current status (process_created_idx)."""
+    """Runs in each bucket of the window, per status.
+
+    24 hours: runs created in each bucket, per current status (process_created_idx). Longer
+    windows: finished runs in the hour they ended (the rollup's hour index), and the active runs
+    (few: process_status_id_idx) in the hour they were created.
+    """
     starts = window_buckets(window=window, now=now, zone=zone)
     buckets = [Bucket(start=start) for start in starts]
+    if window.from_rollup:
+        return _rollup_runs(starts=starts, hours=_rollup_hours(starts=starts, now=now))
     rows = (
         Process.objects.filter(created_at__gte=starts[0], created_at__lte=now)
         .annotate(hour=TruncHour("created_at", tzinfo=zone)).values("hour", "status")
         .annotate(n=Count("id")).order_by()
     )
     for row in rows:
-        index = _bucket_index(starts, row["hour"])
-        if index is not None:
-            counts = buckets[index].counts
-            counts[row["status"]] = counts.get(row["status"], 0) + row["n"]
+        _add_count(buckets, starts, row["hour"], row["status"], row["n"])
     return buckets
 
 
@@ -304,19 +356,54 @@ class Concurrency:
     now: int
     # When the window held more runs than were read: peaks before this moment are not computed.
     exact_since: datetime | None
+    # What a bucket's figure is: the most at once (24 hours), or its busiest hour's average.
+    measure: str = "most"
+
+
+def _rollup_concurrency(*, starts: list[datetime], hours: list[dict]) -> Concurrency:
+    """Per bucket, its busiest hour's average of runs executing at once (run time inside the hour
+    / one hour, from the rollup), rounded up: a lower bound of the bucket's true peak."""
+    busy: dict[datetime, float] = defaultdict(float)
+    for row in hours:
+        busy[row["hour"]] += row["busy"] or 0.0
+    peaks = [0] * len(starts)
+    for hour, seconds in busy.items():
+        index = _bucket_index(starts, hour)
+        if index is not None and seconds > 0:
+            peaks[index] = max(peaks[index], math.ceil(seconds / 3600 - 1e-9))
+    running = Process.objects.filter(status=ProcessStatus.RUNNING).count()  # process_status_id_idx
+    if peaks:
+        # The last bucket holds the runs executing now, which the rollup counts only once they end.
+        peaks[-1] = max(peaks[-1], running)
+    return Concurrency(peaks=list(zip(starts, peaks, strict=True)), peak=max(peaks, default=0), now=running,
+                       exact_since=None, measure="busiest hour's average")
 
 
 def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurrency:
     """The most runs executing at once in each bucket (a sweep over starts and ends), and now.
 
-    Reads runs that ended inside the window (process_status_finished_idx) and those running now.
+    Reads runs that ended inside the window (process_status_finished_idx) and those running now;
+    windows read from the rollup give each bucket its busiest hour's average instead.
     """
     starts = window_buckets(window=window, now=now, zone=zone)
+    if window.from_rollup:
+        return _rollup_concurrency(starts=starts, hours=_rollup_hours(starts=starts, now=now))
     window_start = starts[0]
-    finished = list(
-        Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=window_start, started_at__isnull=False)
-        .order_by("-finished_at").values_list("started_at", "finished_at")[:CONCURRENCY_ROWS_LIMIT]
-    )
+    # Read as offsets from the window's start (intervals), not as timestamps: Django's time-zone
+    # aware timestamp loader parses in Python, which at tens of thousands of runs a day cost more
+    # than the query; intervals load natively.
+    origin = Value(window_start, output_field=DateTimeField())
+    finished = [
+        (window_start + start_offset, window_start + end_offset)
+        for start_offset, end_offset in (
+            Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=window_start,
+                                   started_at__isnull=False)
+            .order_by("-finished_at")
+            .values_list(ExpressionWrapper(F("started_at") - origin, output_field=DurationField()),
+                         ExpressionWrapper(F("finished_at") - origin, output_field=DurationField()))
+            [:CONCURRENCY_ROWS_LIMIT]
+        )
+    ]
     exact_since = None
     if len(finished) >= CONCURRENCY_ROWS_LIMIT:
         # Runs that ended before the earliest end read are missing: only later buckets are exact.
@@ -335,7 +422,7 @@ def concurrency(*, window: ChartWindow, now: datetime, zone: tzinfo) -> Concurre
         events.append((finished_at, -1))
     for started in running:
         events.append((max(started, window_start), 1))
-    events.sort(key=lambda event: (event[0], event[1]))  # an end before a start at the same instant
+    events.sort()  # by instant, an end (-1) before a start (+1) at the same instant
     peaks = [0] * len(starts)
     level = 0
     event_iter = iter(events)
@@ -370,8 +457,35 @@ def _job_names(job_ids) -> dict[int, str]:
     return dict(Job.objects.filter(pk__in=list(job_ids)).values_list("pk", "name"))
 
 
+def _rollup_job_figures(*, window: ChartWindow, now: datetime, limit: int) -> tuple[list[JobFigure], list[JobFigure]]:
+    """The slowest and the most failing jobs of the window from one grouped read of the rollup."""
+    succeeded = Q(status=ProcessStatus.SUCCEEDED)
+    rows = list(
+        ProcessHourly.objects.filter(hour__gte=rollup_hour(now - window.span)).values("job_id")
+        .annotate(ended=Sum("runs"), failed=Sum("runs", filter=Q(status=ProcessStatus.FAILED)),
+                  ok_timed=Sum("timed_runs", filter=succeeded), ok_seconds=Sum("duration_seconds", filter=succeeded),
+                  ok_longest=Max("longest_seconds", filter=succeeded))
+        .order_by()
+    )
+    timed = [row for row in rows if row["ok_timed"]]
+    for row in timed:
+        row["mean"] = row["ok_seconds"] / row["ok_timed"]
+    slow = sorted(timed, key=lambda row: (-row["mean"], row["job_id"]))[:limit]
+    failing = sorted((row for row in rows if row["failed"]), key=lambda row: (-row["failed"], row["job_id"]))[:limit]
+    names = _job_names({row["job_id"] for row in slow + failing})
+    name = lambda row: names.get(row["job_id"], f"#{row['job_id']}")  # noqa: E731
+    return (
+        [JobFigure(job_id=row["job_id"], job_name=name(row), runs=row["ok_timed"], value=float(row["mean"]),
+                   extra=float(row["ok_longest"] or 0)) for row in slow],
+        [JobFigure(job_id=row["job_id"], job_name=name(row), runs=row["ended"], value=row["failed"],
+                   extra=row["failed"] / row["ended"]) for row in failing],
+    )
+
+
 def slowest_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[JobFigure]:
     """Jobs by mean duration of their successful runs that ended in the window."""
+    if window.from_rollup:
+        return _rollup_job_figures(window=window, now=now, limit=limit)[0]
     duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     rows = list(
         Process.objects.filter(
@@ -389,6 +503,8 @@ def slowest_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[
 
 def most_failing_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> list[JobFigure]:
     """Jobs by number of failed runs that ended in the window, with their failure share."""
+    if window.from_rollup:
+        return _rollup_job_figures(window=window, now=now, limit=limit)[1]
     rows = list(
         Process.objects.filter(status__in=FINISHED_STATUSES, finished_at__gte=now - window.span)
         .values("job_id").annotate(runs=Count("id"), failed=Count("id", filter=Q(status=ProcessStatus.FAILED)))
@@ -400,3 +516,27 @@ def most_failing_jobs(*, window: ChartWindow, now: datetime, limit: int = 5) -> 
                   value=row["failed"], extra=row["failed"] / row["runs"])
         for row in rows
     ]
+
+
+@dataclass
+class Trends:
+    buckets: list[Bucket]
+    concurrency: Concurrency
+    slowest: list[JobFigure]
+    failing: list[JobFigure]
+
+
+def trends(*, window: ChartWindow, now: datetime, zone: tzinfo, limit: int = 5) -> Trends:
+    """Everything the dashboard's trend charts show; from the rollup, two reads whatever the window."""
+    if not window.from_rollup:
+        return Trends(
+            buckets=runs_by_status(window=window, now=now, zone=zone),
+            concurrency=concurrency(window=window, now=now, zone=zone),
+            slowest=slowest_jobs(window=window, now=now, limit=limit),
+            failing=most_failing_jobs(window=window, now=now, limit=limit),
+        )
+    starts = window_buckets(window=window, now=now, zone=zone)
+    hours = _rollup_hours(starts=starts, now=now)
+    slowest, failing = _rollup_job_figures(window=window, now=now, limit=limit)
+    return Trends(buckets=_rollup_runs(starts=starts, hours=hours),
+                  concurrency=_rollup_concurrency(starts=starts, hours=hours), slowest=slowest, failing=failing)

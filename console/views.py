@@ -56,9 +56,9 @@ def _tooltip_time(start, window: selectors.ChartWindow) -> str:
 
 
 def _trends(window: selectors.ChartWindow, now) -> dict:
-    """The charts, kept JTB_CONSOLE_TRENDS_CACHE_SECONDS per window and zone:
-    at a million runs a month each reads every run of its window; the live parts read only
-    active runs and the last 24 hours."""
+    """The charts, kept JTB_CONSOLE_TRENDS_CACHE_SECONDS per window and zone: the 24-hour ones
+    read a day of runs, the longer ones the hourly rollup (console.selectors); the live parts read
+    only active runs and the last 24 hours."""
     return _cached(f"console:trends:{window.key}:{timezone.get_current_timezone_name()}", lambda: _charts(window, now))
 
 
@@ -75,7 +75,8 @@ def _cached(key: str, compute):
 
 def _charts(window: selectors.ChartWindow, now) -> dict:
     zone = timezone.get_current_timezone()
-    buckets = selectors.runs_by_status(window=window, now=now, zone=zone)
+    trends = selectors.trends(window=window, now=now, zone=zone)
+    buckets = trends.buckets
     label_every = max(1, len(buckets) // 8)
     status_labels = dict(ProcessStatus.choices)
     runs_chart = bar_chart(
@@ -89,7 +90,7 @@ def _charts(window: selectors.ChartWindow, now) -> dict:
         label_every=label_every,
     )
     totals = {status: sum(bucket.counts.get(status, 0) for bucket in buckets) for status in STACK_ORDER}
-    concurrency = selectors.concurrency(window=window, now=now, zone=zone)
+    concurrency = trends.concurrency
     concurrency_chart = bar_chart(
         columns=[
             (_bucket_label(start, window), [("at most at once", peak, "#8250df")], _tooltip_time(start, window))
@@ -97,8 +98,7 @@ def _charts(window: selectors.ChartWindow, now) -> dict:
         ],
         label_every=label_every,
     )
-    slowest = selectors.slowest_jobs(window=window, now=now)
-    failing = selectors.most_failing_jobs(window=window, now=now)
+    slowest, failing = trends.slowest, trends.failing
     longest = max((job.value for job in slowest), default=0) or 1
     most = max((job.value for job in failing), default=0) or 1
     return {

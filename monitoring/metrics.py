@@ -6,47 +6,47 @@ Celery workers, local runner subprocesses, runner containers on AWS Batch). Coun
 process and merging files (PROMETHEUS_MULTIPROC_DIR) would miss every run finished inside AWS
 Batch and would reset when a worker is replaced. The database already holds every run, so each
 scrape asks it: any gunicorn worker answers with the same figures, and no Celery worker is
-involved. Each figure is one aggregate query (grouped by job, status or channel), so a scrape
-costs a handful of queries whatever the number of runs or processes.
+involved.
+
+A scrape reads no history: finished runs' counters and histograms come from ProcessTotal (one
+row per job, final status and trigger, written once per run when it is finalized:
+processes.rollup), active runs through the status index, and the alert tables' own indexes. So
+a scrape costs a handful of small queries whatever the number of runs, and the counters never go
+down when the retention purge deletes old runs.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
+from django.db.models import Count, Min, Sum
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from alerts.models import Alert, Delivery, DeliveryStatus
 from jobs.models import Job, Schedule, ScheduleDriver
-from processes.models import FINISHED_STATUSES, Process, ProcessStatus
+from processes.models import (
+    DURATION_BUCKET_FIELDS,
+    DURATION_BUCKETS,
+    WAIT_BUCKET_FIELDS,
+    WAIT_BUCKETS,
+    Process,
+    ProcessStatus,
+    ProcessTotal,
+)
 
-# Seconds. Runs last from seconds to a day; waits from instant to hours (Spot capacity).
-DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
-WAIT_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+__all__ = ["DURATION_BUCKETS", "WAIT_BUCKETS", "DatabaseCollector", "text_format"]
 
 
-def _histograms(*, start: str, end: str, buckets, extra: Q) -> dict[int, tuple[list[int], int, float]]:
-    """Per job: cumulative bucket counts, count, and sum in seconds of `end - start`.
-
-    One grouped query: each bucket is a filtered COUNT (`end <= start + bound`), which every
-    backend evaluates without a duration type of its own.
-    """
-    elapsed = ExpressionWrapper(F(end) - F(start), output_field=DurationField())
-    bounds = {f"le_{index}": Count("pk", filter=Q(**{f"{end}__lte": F(start) + timedelta(seconds=bound)}))
-              for index, bound in enumerate(buckets)}
-    rows = (
-        Process.objects.filter(extra, **{f"{start}__isnull": False, f"{end}__isnull": False})
-        .order_by().values("job_id").annotate(count=Count("pk"), total=Sum(elapsed), **bounds)
-    )
+def _histograms(*, count: str, seconds: str, fields: list[str]) -> dict[int, tuple[list[int], int, float]]:
+    """Per job: cumulative bucket counts, count and sum in seconds, from ProcessTotal's columns."""
+    sums = {name: Sum(name) for name in (count, seconds, *fields)}
     result = {}
-    for row in rows:
-        total = row["total"]
-        seconds = total.total_seconds() if isinstance(total, timedelta) else float(total or 0) / 1_000_000
-        result[row["job_id"]] = ([row[f"le_{index}"] for index in range(len(buckets))], row["count"], seconds)
+    for row in ProcessTotal.objects.order_by().values("job_id").annotate(**sums):
+        if row[count]:
+            result[row["job_id"]] = ([row[name] for name in fields], row[count], float(row[seconds]))
     return result
 
 
@@ -65,23 +65,19 @@ class DatabaseCollector(Collector):
         runs = CounterMetricFamily(
             "jtb_runs", "Finished runs by job, final status and trigger.", labels=["job", "status", "trigger"],
         )
-        rows = (
-            Process.objects.filter(status__in=FINISHED_STATUSES).order_by()
-            .values_list("job_id", "status", "trigger").annotate(count=Count("pk"))
-        )
+        rows = ProcessTotal.objects.filter(runs__gt=0).values_list("job_id", "status", "trigger", "runs")
         for job_id, status, trigger, count in sorted(rows):
             runs.add_metric([names.get(job_id, str(job_id)), status, trigger], count)
         yield runs
 
         yield _histogram_family(
             "jtb_run_duration_seconds", "Run time (started to finished) of finished runs.", DURATION_BUCKETS,
-            _histograms(start="started_at", end="finished_at", buckets=DURATION_BUCKETS,
-                        extra=Q(status__in=FINISHED_STATUSES)),
+            _histograms(count="timed_runs", seconds="duration_seconds", fields=DURATION_BUCKET_FIELDS),
             names,
         )
         yield _histogram_family(
-            "jtb_run_wait_seconds", "Wait to start (created to started) of runs that started.", WAIT_BUCKETS,
-            _histograms(start="created_at", end="started_at", buckets=WAIT_BUCKETS, extra=Q()),
+            "jtb_run_wait_seconds", "Wait to start (created to started) of finished runs that started.",
+            WAIT_BUCKETS, _histograms(count="waited_runs", seconds="wait_seconds", fields=WAIT_BUCKET_FIELDS),
             names,
         )
 
@@ -129,3 +125,31 @@ class DatabaseCollector(Collector):
         for event, count in sorted(Alert.objects.order_by().values_list("event").annotate(count=Count("pk"))):
             alerts.add_metric([event], count)
         yield alerts
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def text_format(collector: Collector) -> bytes:
+    """The Prometheus text format of `collector`'s families, as prometheus_client.generate_latest
+    writes it (a test compares them byte for byte) for the kinds this module yields (counters,
+    gauges, histograms; no timestamps, no created samples).
+
+    Why not generate_latest: with 300 jobs a scrape is ~12,000 samples, and its per-sample escaping
+    and name checks cost more than all the queries; label sets are formatted once each here.
+    """
+    out: list[str] = []
+    labels_text: dict[tuple, str] = {}
+    for family in collector.collect():
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        documentation = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {documentation}\n# TYPE {name} {family.type}\n")
+        for sample in family.samples:
+            key = tuple(sorted(sample.labels.items()))
+            text = labels_text.get(key)
+            if text is None:
+                text = "{" + ",".join(f'{label}="{_label_value(value)}"' for label, value in key) + "}" if key else ""
+                labels_text[key] = text
+            out.append(f"{sample.name}{text} {floatToGoString(sample.value)}\n")
+    return "".join(out).encode("utf-8")

@@ -8,9 +8,9 @@ import ipaddress
 from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from monitoring.metrics import DatabaseCollector
+from monitoring.metrics import DatabaseCollector, text_format
 
 
 def scrape_refusal(request) -> tuple[int, str] | None:
@@ -40,6 +40,4 @@ def metrics(request):
         if status == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector())
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(text_format(DatabaseCollector()), content_type=CONTENT_TYPE_LATEST)

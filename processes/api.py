@@ -21,11 +21,13 @@ from jobtarget_batch.api.schema import error_response
 from processes import selectors, services
 from processes.models import Process, Trigger
 from processes.serializers import (
+    SUMMARY_COLUMNS,
     LogQuerySerializer,
     ProcessFilterSerializer,
     ProcessSerializer,
     ProcessSummarySerializer,
     RunsSerializer,
+    process_summaries,
 )
 
 NEXT_OFFSET_HEADER = "X-Next-Offset"
@@ -45,6 +47,12 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     serializer_class = ProcessSerializer
     permission_classes = [ModelPermissions]
     pagination_class = ProcessCursorPagination
+
+    def list(self, request, *args, **kwargs):
+        """Pages of plain rows (values()), serialized without model instances (process_summaries)."""
+        rows = self.filter_queryset(self.get_queryset()).values(*SUMMARY_COLUMNS)
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(process_summaries(page))
 
     def get_permissions(self):
         if self.action in ("rerun", "cancel"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -236,3 +238,92 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status_code or 'in progress'})"
+
+
+# Bounds in seconds of the /metrics histograms, kept per job in ProcessTotal. Runs last from
+# seconds to a day; waits from instant to hours (Spot capacity).
+DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+WAIT_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+
+
+def rollup_hour(instant):
+    """The start of the UTC hour holding `instant`: ProcessHourly's bucket."""
+    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+class ProcessHourly(models.Model):
+    """Finished runs per hour (UTC, the hour they finished in), job, final status and trigger.
+
+    The dashboard's 7- and 30-day charts, the job page's and the jobs list's run counts read this
+    instead of the history: a year of hourly rows per job is far fewer rows than its runs, and a
+    window reads only its own hours. Written once per run by processes.rollup when the control
+    plane finalizes it; `manage.py rebuild_rollups` recounts it from the history. The retention
+    purge leaves it alone: it is the long-term record of runs whose rows were deleted.
+    """
+
+    hour = models.DateTimeField("hour (UTC)")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+", db_index=False)
+    status = models.CharField("final status", max_length=10, choices=ProcessStatus.choices)
+    trigger = models.CharField("trigger", max_length=10, choices=Trigger.choices)
+    runs = models.PositiveIntegerField("runs finished", default=0)
+    # Runs that started (the others were cancelled while waiting): what the duration figures divide by.
+    timed_runs = models.PositiveIntegerField("runs that started", default=0)
+    duration_seconds = models.FloatField("total run time (s)", default=0)
+    longest_seconds = models.FloatField("longest run time (s)", default=0)
+    # Run time spent inside this hour by runs that finished in it or later (a run over several
+    # hours adds to each): busy_seconds / 3600 is how many runs executed at once on average.
+    busy_seconds = models.FloatField("run time inside the hour (s)", default=0)
+    estimated_cost = models.DecimalField("estimated cost", max_digits=20, decimal_places=6, default=0)
+
+    class Meta:
+        verbose_name = "hourly run count"
+        constraints = [
+            # One row per key: concurrent finalizes add to it (processes.rollup retries a lost insert race).
+            models.UniqueConstraint(fields=["hour", "job", "status", "trigger"], name="process_hourly_one_row"),
+        ]
+        indexes = [
+            # The job page and the jobs list: WHERE job_id IN (...) AND hour >= ?.
+            models.Index(fields=["job", "hour"], name="process_hourly_job_hour_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} job {self.job_id} {self.status}/{self.trigger}: {self.runs}"
+
+
+def _bucket_field_name(prefix: str, bound: int) -> str:
+    return f"{prefix}_le_{bound}"
+
+
+class ProcessTotal(models.Model):
+    """Every finished run since the start, per job, final status and trigger: /metrics' counters
+    and histograms read these few rows instead of grouping the history at each scrape.
+
+    Written with ProcessHourly (processes.rollup). Counters only grow: the retention purge does
+    not lower them (Prometheus would read a drop as a restart).
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+", db_index=False)
+    status = models.CharField("final status", max_length=10, choices=ProcessStatus.choices)
+    trigger = models.CharField("trigger", max_length=10, choices=Trigger.choices)
+    runs = models.PositiveBigIntegerField("runs finished", default=0)
+    timed_runs = models.PositiveBigIntegerField("runs that ran", default=0)
+    duration_seconds = models.FloatField("total run time (s)", default=0)
+    waited_runs = models.PositiveBigIntegerField("runs that started", default=0)
+    wait_seconds = models.FloatField("total wait to start (s)", default=0)
+    # duration_le_<bound> and wait_le_<bound> (cumulative histogram buckets) are added below.
+
+    class Meta:
+        verbose_name = "run total"
+        constraints = [
+            models.UniqueConstraint(fields=["job", "status", "trigger"], name="process_total_one_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} {self.status}/{self.trigger}: {self.runs}"
+
+
+DURATION_BUCKET_FIELDS = [_bucket_field_name("duration", bound) for bound in DURATION_BUCKETS]
+WAIT_BUCKET_FIELDS = [_bucket_field_name("wait", bound) for bound in WAIT_BUCKETS]
+for _name, _bound in [*zip(DURATION_BUCKET_FIELDS, DURATION_BUCKETS, strict=True),
+                      *zip(WAIT_BUCKET_FIELDS, WAIT_BUCKETS, strict=True)]:
+    ProcessTotal.add_to_class(_name, models.PositiveBigIntegerField(f"at most {_bound} s", default=0))

@@ -9,6 +9,11 @@ run, and `rerun_of` links to it cleared), so runners writing statuses meanwhile 
 one batch's locks. Logs are not in the database: after a batch commits, the caller's
 `remove_logs` deletes them (the runner layer knows where logs live: local files, CloudWatch).
 `process_batch_delete` is the same batch step for deleting a job's whole history.
+
+The run rollups (processes.rollup: ProcessHourly, ProcessTotal) are left as they are: they are the
+long-term record of runs whose rows are gone, so the console's 30-day trends, the job page's
+figures and /metrics' counters do not drop when old runs are purged (Prometheus would read a
+falling counter as a restart). They go only with their job.
 """
 
 from __future__ import annotations

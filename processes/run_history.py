@@ -1,7 +1,9 @@
 """How a job's runs trend: the job page's grid, duration chart and figures, and the jobs list's columns.
 
 Every read is bounded whatever the history size: the newest N runs of one job through the
-`process_job_newest_idx` index, or the runs of the last days for the jobs of one list page. The
+`process_job_newest_idx` index, or the runs of the last days for the jobs of one list page. Run
+counts and success rates over days come from the hourly rollup (processes.rollup: finished runs
+in the hour they ended) plus the active runs (the (job, status) index), not from the runs. The
 jobs list asks one query per column for the page's job ids, never one per row.
 """
 
@@ -12,12 +14,20 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, OuterRef, Q, Subquery, Window
+from django.db.models import Count, F, OuterRef, Q, Subquery, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from jobs.models import Job, Schedule
-from processes.models import ACTIVE_STATUSES, FINISHED_STATUSES, Process, ProcessStatus, Task
+from processes.models import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    Process,
+    ProcessHourly,
+    ProcessStatus,
+    Task,
+    rollup_hour,
+)
 
 GRID_RUNS = 25
 CHART_RUNS = 50
@@ -140,16 +150,24 @@ def next_run_at(schedules) -> datetime | None:
     return soonest
 
 
-def job_figures(*, job: Job, days: int = STATS_DAYS, now: datetime | None = None) -> JobFigures:
-    now = now or timezone.now()
-    counts = Process.objects.filter(job_id=job.pk, created_at__gte=now - timedelta(days=days)).aggregate(
-        runs=Count("pk"),
-        succeeded=Count("pk", filter=Q(status=ProcessStatus.SUCCEEDED)),
-        finished=Count("pk", filter=Q(status__in=FINISHED_STATUSES)),
+def _finished_counts(*, job_ids: list[int], since: datetime) -> dict[int, tuple[int, int]]:
+    """Per job: runs that finished since `since` (to the hour) and how many of them succeeded."""
+    rows = (
+        ProcessHourly.objects.filter(job_id__in=job_ids, hour__gte=rollup_hour(since), runs__gt=0)
+        .values("job_id").annotate(finished=Sum("runs"), succeeded=Sum("runs", filter=Q(status=ProcessStatus.SUCCEEDED)))
+        .values_list("job_id", "finished", "succeeded").order_by()
     )
+    return {job_id: (finished, succeeded or 0) for job_id, finished, succeeded in rows}
+
+
+def job_figures(*, job: Job, days: int = STATS_DAYS, now: datetime | None = None) -> JobFigures:
+    """Runs that finished in the last `days` (the rollup's (job, hour) index) and active now, the last run."""
+    now = now or timezone.now()
+    counts = _finished_counts(job_ids=[job.pk], since=now - timedelta(days=days)).get(job.pk, (0, 0))
+    active = Process.objects.filter(job_id=job.pk, status__in=ACTIVE_STATUSES).count()
     last_run = Process.objects.filter(job_id=job.pk).order_by("-pk").first()
     return JobFigures(
-        runs=counts["runs"], succeeded=counts["succeeded"], finished=counts["finished"], days=days,
+        runs=counts[0] + active, succeeded=counts[1], finished=counts[0], days=days,
         last_run=last_run, next_run=next_run_at(Schedule.objects.filter(job_id=job.pk, enabled=True)),
     )
 
@@ -171,7 +189,9 @@ class JobListRow:
 
 
 def jobs_list_rows(*, job_ids: list[int], days: int = LIST_DAYS, now: datetime | None = None) -> dict[int, JobListRow]:
-    """The jobs list's columns for one page of jobs: five queries whatever the page size."""
+    """The jobs list's columns for one page of jobs: five queries whatever the page size.
+
+    `runs` is the runs that finished in the window plus those active now."""
     now = now or timezone.now()
     since = now - timedelta(days=days)
     rows = {job_id: JobListRow() for job_id in job_ids}
@@ -185,17 +205,19 @@ def jobs_list_rows(*, job_ids: list[int], days: int = LIST_DAYS, now: datetime |
     ).values_list("pk", "last_status", "last_at"):
         rows[pk].last_status, rows[pk].last_at = status, created
 
-    recent = Process.objects.filter(job_id__in=job_ids, created_at__gte=since)
-    for job_id, runs, succeeded, finished in recent.values("job_id").annotate(
-        runs=Count("pk"),
-        succeeded=Count("pk", filter=Q(status=ProcessStatus.SUCCEEDED)),
-        finished=Count("pk", filter=Q(status__in=FINISHED_STATUSES)),
-    ).values_list("job_id", "runs", "succeeded", "finished").order_by():
-        rows[job_id].runs, rows[job_id].succeeded, rows[job_id].finished = runs, succeeded, finished
+    for job_id, (finished, succeeded) in _finished_counts(job_ids=job_ids, since=since).items():
+        rows[job_id].runs, rows[job_id].succeeded, rows[job_id].finished = finished, succeeded, finished
+
 
     durations: dict[int, list[float]] = defaultdict(list)
+    # The page's jobs as `job_id + 0`, which no index serves: the plan then reads the window's runs
+    # on process_created_newest_idx and keeps the page's, instead of ANDing that window with the
+    # (job, status) index over every run the page's jobs ever had (a third of a year's history
+    # when the page holds the busiest jobs: 80 ms against 25 ms at a million runs).
     newest_finished = (
-        recent.filter(status__in=FINISHED_STATUSES, started_at__isnull=False, finished_at__isnull=False)
+        Process.objects.alias(page_job=F("job_id") + 0)
+        .filter(page_job__in=job_ids, created_at__gte=since)
+        .filter(status__in=FINISHED_STATUSES, started_at__isnull=False, finished_at__isnull=False)
         .annotate(rank=Window(RowNumber(), partition_by=[F("job_id")], order_by=F("pk").desc()))
         .filter(rank__lte=LIST_MEDIAN_RUNS)
         .values_list("job_id", "started_at", "finished_at")
@@ -211,6 +233,7 @@ def jobs_list_rows(*, job_ids: list[int], days: int = LIST_DAYS, now: datetime |
         .values("job_id").annotate(n=Count("pk")).values_list("job_id", "n").order_by()
     ):
         rows[job_id].running = running
+        rows[job_id].runs += running
 
     by_job: dict[int, list[Schedule]] = defaultdict(list)
     for schedule in Schedule.objects.filter(job_id__in=job_ids, enabled=True):

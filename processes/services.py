@@ -7,7 +7,7 @@ workers, a redelivered message or a late runner can never move a run backwards o
 
 A run's end has two halves. `process_finish` records it, wherever the run ended (a runner in a
 container, the local worker, the reaper, the Batch tracker). `process_finalize` then does what the
-control plane must do once — its alerts (alerts.services), releasing the next queued run — in a
+control plane must do once — the run's cost and its count in the rollups (processes.rollup), its alerts (alerts.services), releasing the next queued run — in a
 control-plane process: a task enqueued after commit, the local worker that watched the runner, or
 the periodic sweep that finds finished runs nobody finalized (a container has no broker).
 """
@@ -40,6 +40,7 @@ from processes.models import (
     TaskStatus,
     Trigger,
 )
+from processes.rollup import rollup_record_run
 
 logger = logging.getLogger(__name__)
 
@@ -369,12 +370,16 @@ def process_finalize(*, process_id: int) -> bool:
     racing for the same run do it once between them. Returns False when the run is not finished yet
     or was finalized already.
     """
-    claimed = Process.objects.filter(
-        pk=process_id, status__in=FINISHED_STATUSES, finalized_at__isnull=True
-    ).update(finalized_at=timezone.now())
-    if not claimed:
-        return False
-    process_cost_record(process_id=process_id)
+    # The claim, the cost and the rollups' counts commit together: a run is counted once, or
+    # not claimed and left for the sweep.
+    with transaction.atomic():
+        claimed = Process.objects.filter(
+            pk=process_id, status__in=FINISHED_STATUSES, finalized_at__isnull=True
+        ).update(finalized_at=timezone.now())
+        if not claimed:
+            return False
+        process_cost_record(process_id=process_id)
+        rollup_record_run(process_id=process_id)
     job_id = Process.objects.filter(pk=process_id).values_list("job_id", flat=True).get()
     # Failed, recovered, slow, failures in a row; a failure also e-mails the job's notify_emails.
     # Imported here: the runner imports this module and never finalizes, so it skips alerting's

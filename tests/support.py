@@ -52,6 +52,20 @@ def start(job: Job, parameters: dict | None = None, **kwargs) -> Process:
     return process_start(job=job, trigger=kwargs.pop("trigger", Trigger.MANUAL), parameters=parameters, **kwargs)
 
 
+def count_finished(process: Process) -> None:
+    """Count a finished run written straight to the database in the rollups, as the control
+    plane's finalize does (claims it, then processes.rollup.rollup_record_run)."""
+    from django.utils import timezone
+
+    from processes.models import FINISHED_STATUSES
+    from processes.rollup import rollup_record_run
+
+    if Process.objects.filter(pk=process.pk, status__in=FINISHED_STATUSES, finalized_at__isnull=True).update(
+        finalized_at=timezone.now()
+    ):
+        rollup_record_run(process_id=process.pk)
+
+
 def runner_popen(process: Process, env: dict) -> subprocess.Popen:
     """The runner as AWS Batch starts it: it claims the run itself (`run_process`'s code path)."""
     return subprocess.Popen(

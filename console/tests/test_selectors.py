@@ -146,6 +146,7 @@ def test_every_dashboard_query_on_processes_can_use_an_index(make_job, client, d
             assert client.get(f"/admin/?range={window}").status_code == 200
         reads = [q["sql"] for q in captured.captured_queries
                  if q["sql"].startswith("SELECT") and ('FROM "processes_process"' in q["sql"]
+                                                        or 'FROM "processes_processhourly"' in q["sql"]
                                                         or 'FROM "jobs_schedule"' in q["sql"])]
         assert len(reads) >= 8
         with connection.cursor() as cursor:
@@ -156,6 +157,7 @@ def test_every_dashboard_query_on_processes_can_use_an_index(make_job, client, d
                     plan = "\n".join(row[0] for row in cursor.fetchall())
                     assert "Seq Scan on processes_process" not in plan, f"{sql}\n{plan}"
                     assert "Seq Scan on jobs_schedule" not in plan, f"{sql}\n{plan}"
+                    assert "Seq Scan on processes_processhourly" not in plan, f"{sql}\n{plan}"
             finally:
                 cursor.execute("SET enable_seqscan = on")
 
@@ -173,3 +175,49 @@ def test_concurrency_with_too_many_runs_shows_only_the_buckets_it_could_count(ma
     assert result.exact_since == hour - timedelta(hours=2)
     assert [start for start, _ in result.peaks][0] == hour - timedelta(hours=2)
     assert {start.strftime("%H:%M"): peak for start, peak in result.peaks if peak} == {"11:00": 1}
+
+
+def _ended(job, status, *, started, finished) -> Process:
+    """A finished run counted in the rollups, as the control plane's finalize counts it."""
+    from tests.support import count_finished
+
+    process = _run(job, status, started=started, finished=finished)
+    count_finished(process)
+    return process
+
+
+def test_week_and_month_charts_read_the_hourly_rollup_not_the_runs(make_job):
+    quick, slow = make_job(name="quick"), make_job(name="slow")
+    day = timedelta(days=1)
+    # Two runs of `slow` at once for two hours, three days ago; quick runs that fail now and then.
+    for _ in range(2):
+        _ended(slow, ProcessStatus.SUCCEEDED, started=NOW - 3 * day - timedelta(hours=2), finished=NOW - 3 * day)
+    _ended(quick, ProcessStatus.SUCCEEDED, started=NOW - 2 * day, finished=NOW - 2 * day + timedelta(minutes=1))
+    _ended(quick, ProcessStatus.FAILED, started=NOW - day, finished=NOW - day + timedelta(minutes=3))
+    _ended(quick, ProcessStatus.FAILED, started=NOW - 40 * day, finished=NOW - 40 * day)  # before both windows
+    _run(quick, ProcessStatus.RUNNING, started=NOW - timedelta(minutes=5))
+    week = selectors.CHART_WINDOWS["7d"]
+
+    with CaptureQueriesContext(connection) as queries:
+        trends = selectors.trends(window=week, now=NOW, zone=UTC)
+    history_reads = [q["sql"] for q in queries if '"processes_process"' in q["sql"]]
+    # Over the runs only the active ones are read (the running one), never the finished history.
+    assert history_reads and all("'running'" in sql for sql in history_reads), history_reads
+
+    totals = {}
+    for bucket in trends.buckets:
+        for status, n in bucket.counts.items():
+            totals[status] = totals.get(status, 0) + n
+    assert totals == {"succeeded": 3, "failed": 1, "running": 1}
+    assert [(j.job_name, j.value, j.runs) for j in trends.slowest] == [("slow", 7200.0, 2), ("quick", 60.0, 1)]
+    assert [(j.job_name, j.value, j.runs, j.extra) for j in trends.failing] == [("quick", 1, 2, 0.5)]
+    # Two runs at once through two hours: each of those hours averages two; the last bucket holds
+    # the run executing now.
+    peaks = dict(trends.concurrency.peaks)
+    assert max(peaks.values()) == 2 and trends.concurrency.now == 1 and list(peaks.values())[-1] >= 1
+    assert trends.concurrency.measure == "busiest hour's average"
+    # The month sees the same runs; its separate functions agree with trends().
+    month = selectors.CHART_WINDOWS["30d"]
+    assert selectors.most_failing_jobs(window=month, now=NOW) == trends.failing
+    assert selectors.slowest_jobs(window=month, now=NOW) == trends.slowest
+    assert sum(b.total for b in selectors.runs_by_status(window=month, now=NOW, zone=UTC)) == 5

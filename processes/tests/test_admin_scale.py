@@ -7,11 +7,13 @@ sub-select with LIMIT), and no query may group the history (a full-table aggrega
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from jobs.models import Schedule
 from processes.models import ProcessStatus, Trigger
@@ -119,3 +121,49 @@ def test_task_list_shows_the_newest_tasks_first(admin_client, history):
     response = admin_client.get(reverse("admin:processes_task_changelist"))
     shown = [task.pk for task in response.context["cl"].result_list]
     assert shown == sorted(shown, reverse=True)
+
+
+# The console's pages and /metrics: what the history benchmark times at a million runs.
+CONSOLE_PAGES = [
+    ("admin:index", {"range": "24h"}),
+    ("admin:index", {"range": "7d"}),
+    ("admin:index", {"range": "30d"}),
+    ("admin:console_live", {}),
+    ("admin:jobs_job_changelist", {}),
+    ("admin:jobs_job_change", "job"),
+    ("metrics", {}),
+]
+AGGREGATE = re.compile(r"\b(COUNT|SUM|AVG|MAX|MIN)\(|GROUP BY")
+# What bounds an aggregate over the history: a time window, the few active runs, one job or the
+# jobs of a page, or a capped sub-select.
+BOUNDS = ('"CREATED_AT" >=', '"FINISHED_AT" >=', "IN ('QUEUED', 'SUBMITTED', 'RUNNING')", "\"STATUS\" = 'RUNNING'",
+          '"JOB_ID" = ', '"JOB_ID" IN (')
+
+
+@pytest.mark.parametrize(("name", "params"), CONSOLE_PAGES)
+def test_console_pages_and_metrics_aggregate_no_unbounded_history(admin_client, history, name, params, settings):
+    settings.JTB_CONSOLE_TRENDS_CACHE_SECONDS = 0  # every view computes its trends
+    settings.JTB_METRICS_TOKEN = ""
+    if params == "job":
+        url, params = reverse(name, args=[history[0].pk]), {}
+    else:
+        url = "/metrics" if name == "metrics" else reverse(name)
+    admin_client.get(url, params)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(url, params)
+    assert response.status_code == 200
+    history_aggregates = [q["sql"] for q in queries if reads_history(q["sql"]) and AGGREGATE.search(q["sql"].upper())]
+    for sql in history_aggregates:
+        upper = sql.upper()
+        assert any(bound in upper for bound in BOUNDS) or re.search(r"COUNT\(.*LIMIT", upper), sql
+    if name == "metrics" or params.get("range") in ("7d", "30d"):
+        # Counters and the long trends come from the rollups: over the history only the active runs
+        # are counted, and (dashboard) the live figures of the last 24 hours.
+        day_ago = timezone.now() - timedelta(hours=25)
+        for sql in history_aggregates:
+            upper = sql.upper()
+            if "IN ('QUEUED', 'SUBMITTED', 'RUNNING')" in upper or "\"STATUS\" = 'RUNNING'" in upper:
+                continue
+            since = re.findall(r'"(?:FINISHED_AT|CREATED_AT)" >= \'([^\']+)\'', upper)
+            assert name != "metrics" and since, sql
+            assert all(datetime.fromisoformat(value).replace(tzinfo=UTC) >= day_ago for value in since), sql

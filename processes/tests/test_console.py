@@ -18,6 +18,7 @@ from processes.run_history import job_run_grid, jobs_list_rows, percentile
 from processes.timeline import process_timeline
 from processes.tracebacks import traceback_without_runner_frames
 from runner.executors.local.executor import local_log_path
+from tests.support import count_finished
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatch")]
 
@@ -49,6 +50,7 @@ def run_with_steps(job, status, steps, *, hours_ago=1):
     Process.objects.filter(pk=process.pk).update(
         created_at=created, started_at=created + timedelta(seconds=3), finished_at=finished,
     )
+    count_finished(process)
     for sequence, (name, task_status) in enumerate(steps, start=1):
         begin = created + timedelta(seconds=3 + 10 * (sequence - 1))
         Task.objects.create(process=process, name=name, sequence=sequence, status=task_status, started_at=begin,

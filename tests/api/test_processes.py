@@ -172,3 +172,33 @@ def test_logs_errors_are_json_even_when_text_is_asked_for(api):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])
+def test_list_rows_are_what_the_summary_serializer_answers(api, make_job, make_process, admin_user, zone, settings):
+    """The list builds its rows without the serializer (processes.serializers.process_summaries):
+    every field, in order, in the active time zone, must be the serializer's answer."""
+    from django.utils import timezone as tz
+
+    from jobs.models import Schedule
+    from processes.serializers import ProcessSummarySerializer
+
+    settings.TIME_ZONE = zone
+    job = make_job()
+    schedule = Schedule.objects.create(job=job, cron="* * * * *", timezone="UTC")
+    failed = make_process(job=job, status=ProcessStatus.FAILED, exit_code=3, failure_reason="boom",
+                          parameters={"day": "2026-03-10", "n": [1, 2.5, None]}, triggered_by=admin_user,
+                          executor_state="FAILED", executor_status_reason="Essential container exited")
+    now = tz.now()
+    Process.objects.filter(pk=failed.pk).update(started_at=now - timedelta(seconds=90, microseconds=1234),
+                                                finished_at=now, submitted_at=now - timedelta(minutes=2))
+    make_process(job=job, status=ProcessStatus.QUEUED, trigger=Trigger.RERUN, rerun_of=failed, held=True)
+    make_process(job=job, status=ProcessStatus.RUNNING, trigger=Trigger.SCHEDULE, schedule=schedule,
+                 scheduled_for=now.replace(second=0, microsecond=0), job_version=7, cancel_requested_at=now)
+
+    with tz.override(zone):
+        expected = ProcessSummarySerializer(Process.objects.order_by("-id"), many=True).data
+    answered = api.get(URL, {"page_size": 10}, HTTP_ACCEPT="application/json").json()["results"]
+    assert answered == [dict(row) for row in expected]
+    assert [list(row) for row in answered] == [list(row) for row in expected]
+    assert len(answered) == 3

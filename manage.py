@@ -17,8 +17,16 @@ def main() -> None:
             sys.stderr.write(f"CommandError: Process {arguments[1]} does not exist.\n")
             sys.exit(1)
         sys.exit(code)
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 - loads the settings
+    except ImproperlyConfigured as exc:
+        # Django's command line would swallow this and fail later with "Models aren't loaded yet".
+        sys.stderr.write(f"Configuration error: {exc}\n")
+        sys.exit(1)
     execute_from_command_line(sys.argv)
 
 

@@ -8,7 +8,7 @@ clock stops when every run has its Batch job id saved. Raw: submit_job from a th
 same size (8), nothing else.
 
 This machine is shared and its load moves a lot, so raw and ours alternate for BENCH_ROUNDS rounds
-(default 3) and the ratio is of the medians. After the last round, moto is asked for every run's
+(default 5) and the ratio is of the medians. After the last round, moto is asked for every run's
 job by its name: each run must have exactly one Batch job, the one whose id is saved.
 
 The pace: AWS allows 50 SubmitJob calls a second per account, so production uses
@@ -37,7 +37,7 @@ from tests.moto import FAKE_CREDENTIALS, start_moto  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
 THREADS = int(os.environ.get("BENCH_THREADS", "8"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 PACE = os.environ.get("BENCH_SUBMITS_PER_SECOND", "1000")
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/11")

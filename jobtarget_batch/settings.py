@@ -195,8 +195,10 @@ def broker_transport_options(url: str) -> dict:
         "claimed_folder": str(BROKER_DIR / "claimed"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
-        # An idle worker looks for new messages this often (seconds): the wait before a run starts.
-        "polling_interval": 0.25,
+        # An idle worker looks for new messages this often (seconds): the wait before a run starts,
+        # and, with a backlog, between one local run's end and the next one's start (a listing of
+        # one folder: cheap at 10 a second; 0.25 cost ~10% of the soak's throughput).
+        "polling_interval": 0.1,
     }
 
 

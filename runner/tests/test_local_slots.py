@@ -4,6 +4,7 @@ the recovery of a run whose watcher died between its claim and the runner's star
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import psutil
 import pytest
@@ -188,13 +189,14 @@ class TestOrphanedClaim:
         assert "stopped before it started the runner, 2 times" in process.failure_reason
         assert process.finalized_at is not None
 
-    def test_a_runner_started_by_a_watcher_that_died_before_recording_it_is_adopted(self, local):
+    def test_a_runner_started_by_a_watcher_that_died_before_recording_it_is_adopted(self, local, settings):
         job = make_job(root=local, source="def main(ctx):\n    print('x')\n")
         process = process_start(job=job, trigger=Trigger.MANUAL)
         self.claimed_by_a_dead_watcher(process)
         # Stands in for the runner: its command line names the run as a runner's does.
-        fake = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(60)", "-m", "runner.runtime",
-                                 str(process.pk)])
+        workdir = Path(settings.JTB_WORK_DIR) / f"process-{process.pk}-0123abcd"
+        fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "runner.runtime",
+                                 str(process.pk), "--workdir", str(workdir)])
         try:
             wait_for(lambda: orphans.runner_pid_find(process.pk) == fake.pid, timeout=30)
             assert orphans.orphan_recover(process.pk) is False

@@ -53,14 +53,18 @@ def watcher_gone(watcher: dict | None) -> bool:
 
 
 def runner_pid_find(process_id: int) -> int | None:
-    """The pid of a live runner of this run on this host, found by its command line."""
+    """The pid of a live runner of this run on this host, found by its command line: the run's id
+    and a work folder of this installation (another installation on the host has its own ids)."""
+    work_dir = Path(settings.JTB_WORK_DIR).resolve()
     for candidate in psutil.process_iter(["cmdline", "status"]):
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, ValueError):
             command = candidate.info["cmdline"] or []
             if candidate.info["status"] == psutil.STATUS_ZOMBIE or "runner.runtime" not in command:
                 continue
             position = command.index("runner.runtime")
-            if command[position + 1 : position + 2] == [str(process_id)]:
+            workdir = Path(command[command.index("--workdir") + 1])
+            if (command[position + 1 : position + 2] == [str(process_id)] and workdir.parent == work_dir
+                    and workdir.name.startswith(f"process-{process_id}-")):
                 return candidate.pid
     return None
 

@@ -97,7 +97,7 @@ def test_runners_left_by_a_killed_worker_count_against_the_slots_can_be_cancelle
     system = make_system(JTB_LOCAL_SLOTS="2", JTB_HEARTBEAT_SECONDS="2", JTB_CANCEL_CHECK_SECONDS="1",
                          JTB_FINALIZE_SECONDS="2")
     job = system.job_create("Sleeps in four steps", "examples/slow_report.py", timeout_seconds=300)
-    leftovers = start_runs(system, job, 2, seconds=40)
+    leftovers = start_runs(system, job, 2, seconds=60)
     wait_until(lambda: all(v.startswith("pid:") for v in runner_pids(system, leftovers).values()), 120,
                "the two long runs did not start their runners", system)
     sampler = RunnerSampler(system)

@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 from celery.signals import worker_ready
-from django.db import close_old_connections
+from django.db import connections
 
 from runner.executors.aws_batch import events, tracking
 from runner.executors.local import orphans, watch
@@ -42,4 +42,5 @@ def recover_orphaned_local_runs(**_kwargs) -> None:
     except Exception:  # a worker must start even when the database does not answer yet
         logger.warning("Could not look for runs orphaned by a killed local worker", exc_info=True)
     finally:
-        close_old_connections()
+        # The worker's main process forks new pool processes later: it keeps no connection of its own.
+        connections.close_all()

@@ -288,10 +288,28 @@ def process_claim(*, process_id: int, to_status: str, from_statuses: Sequence[st
     return updated == 1
 
 
-def process_mark_submitted(*, process_id: int, executor: str, external_id: str = "") -> bool:
-    """Claim a queued run for an executor; a run held behind an active one cannot be claimed."""
+def process_mark_submitted(*, process_id: int, executor: str, external_id: str = "", **fields) -> bool:
+    """Claim a queued run for an executor; a run held behind an active one cannot be claimed.
+    `fields` are saved with the claim (the local watcher records who claimed: executor_details)."""
     return Process.objects.filter(pk=process_id, status=ProcessStatus.QUEUED, held=False).update(
-        status=ProcessStatus.SUBMITTED, executor=executor, external_id=external_id, submitted_at=timezone.now()
+        status=ProcessStatus.SUBMITTED, executor=executor, external_id=external_id, submitted_at=timezone.now(),
+        **fields,
+    ) == 1
+
+
+def process_unclaim(*, process_id: int, submitted_at: datetime, executor_details: dict) -> bool:
+    """Put a run claimed by a worker that died before it started a runner back to `queued`.
+
+    Only the claim the caller looked at is undone (same `submitted_at`, still no runner recorded in
+    external_id), so two workers recovering the same run undo it once, and a run whose runner did
+    start is never queued again. The caller sends it to the executor again.
+    """
+    return Process.objects.filter(
+        pk=process_id, status__in=[ProcessStatus.SUBMITTED, ProcessStatus.RUNNING], external_id="",
+        submitted_at=submitted_at, finished_at__isnull=True,
+    ).update(
+        status=ProcessStatus.QUEUED, executor="", submitted_at=None, started_at=None, heartbeat_at=None,
+        executor_details=executor_details,
     ) == 1
 
 

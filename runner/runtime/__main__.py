@@ -2,6 +2,9 @@
 
 import sys
 
-from runner.runtime.runner import main
+from runner.runtime.runner import exit_at_once, main
 
-sys.exit(main())
+# Once main() returns, the outcome is recorded and committed: the interpreter's own teardown
+# (Django and its apps loaded) only delays the runner's exit, and with it the local slot it holds.
+exit_at_once(main())
+sys.exit(1)  # not reached

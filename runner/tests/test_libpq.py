@@ -66,7 +66,7 @@ def test_the_container_claim_and_preparation_modules_load_neither_psycopg_nor_dj
         "import runner.runtime.runner, runner.runtime.direct_db, runner.runtime.workdir\n"
         "from jobtarget_batch.conf import settings\n"
         "assert settings.JTB_WORK_DIR\n"
-        "print(sorted(name for name in ('psycopg', 'django.conf', 'packaging.requirements', 'django.core.validators')"
+        "print(sorted(name for name in ('psycopg', 'django.conf', 'logging', 'packaging.requirements', 'django.core.validators')"
         " if name in sys.modules))\n"
     )
     env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "jobtarget_batch.settings",

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from jobs.models import Job, Schedule
 from processes.models import Process, ProcessStatus, Task, TaskStatus, Trigger
+from processes.rollup import rollup_record_run
 from processes.services import process_start
 from tests.support import wait_for, write_template
 
@@ -242,6 +243,7 @@ def seeded_history() -> tuple[Job, dict[str, Process]]:
             )
             begin = end + timedelta(seconds=1)
         Process.objects.filter(pk=process.pk).update(finished_at=begin)
+        rollup_record_run(process_id=process.pk)  # as process_finalize does for every finished run
         notable[plan] = process
     other_jobs()
     return job, notable
@@ -259,6 +261,8 @@ def other_jobs() -> None:
             created_at=begin, started_at=begin + timedelta(seconds=2),
             finished_at=None if status == ProcessStatus.RUNNING else begin + timedelta(seconds=95),
         )
+        if status != ProcessStatus.RUNNING:
+            rollup_record_run(process_id=process.pk)
     Job.objects.create(name="Weekly cleanup", template="examples/hello.py", memory_mib=512, enabled=False)
 
 

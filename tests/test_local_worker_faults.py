@@ -48,14 +48,6 @@ def make_system(prepared_database, tmp_path):
         system.kill_leftovers()
 
 
-def start_runs(system: EmbeddedSystem, job_id: int, count: int, seconds: float) -> list[int]:
-    status, answer = system.api("POST", "runs/", {
-        "runs": [{"job": job_id, "parameters": {"seconds": seconds}} for _ in range(count)]
-    })
-    assert status == 202, answer
-    return [run["id"] for run in answer]
-
-
 def runner_pids(system: EmbeddedSystem, ids: list[int]) -> dict[int, str]:
     marks = ",".join("?" * len(ids))
     return dict(system.query(f"SELECT id, external_id FROM processes_process WHERE id IN ({marks})", tuple(ids)))
@@ -97,7 +89,7 @@ def test_runners_left_by_a_killed_worker_count_against_the_slots_can_be_cancelle
     system = make_system(JTB_LOCAL_SLOTS="2", JTB_HEARTBEAT_SECONDS="2", JTB_CANCEL_CHECK_SECONDS="1",
                          JTB_FINALIZE_SECONDS="2")
     job = system.job_create("Sleeps in four steps", "examples/slow_report.py", timeout_seconds=300)
-    leftovers = start_runs(system, job, 2, seconds=60)
+    leftovers = system.runs_start(job, 2, seconds=60)
     wait_until(lambda: all(v.startswith("pid:") for v in runner_pids(system, leftovers).values()), 120,
                "the two long runs did not start their runners", system)
     sampler = RunnerSampler(system)
@@ -106,7 +98,7 @@ def test_runners_left_by_a_killed_worker_count_against_the_slots_can_be_cancelle
     os.kill(victim, signal.SIGKILL)
     worker_restarted(system, victim)
     assert len(system.live_runners()) == 2, "the runners should outlive their worker"
-    fresh = start_runs(system, job, 3, seconds=1)
+    fresh = system.runs_start(job, 3, seconds=1)
     # The restarted worker takes the new runs' messages but starts no runner beside the two left over.
     wait_until(lambda: "waits for a free slot" in (system.data_dir / "logs" / "local-worker.log").read_text(),
                60, "the new runs did not wait for a slot", system)
@@ -139,7 +131,7 @@ def test_a_run_whose_watcher_died_before_starting_the_runner_runs_again_within_s
     system = make_system(JTB_LOCAL_SLOTS="2", JTB_TEST_WATCHER_PAUSE_FILE=str(pause))
     job = system.job_create("Sleeps in four steps", "examples/slow_report.py", timeout_seconds=300)
     pause.touch()
-    [run] = start_runs(system, job, 1, seconds=1)
+    [run] = system.runs_start(job, 1, seconds=1)
     wait_until(lambda: system.statuses([run])[run][0] == "running", 60, "the run was not claimed", system)
     watcher = int(system.query("SELECT json_extract(executor_details, '$.watcher.pid') FROM processes_process "
                                "WHERE id = ?", (run,))[0][0])

@@ -38,14 +38,6 @@ def system(prepared_database, tmp_path):
     embedded.kill_leftovers()
 
 
-def start_runs(system: EmbeddedSystem, job_id: int, count: int, seconds: float) -> list[int]:
-    status, answer = system.api("POST", "runs/", {
-        "runs": [{"job": job_id, "parameters": {"seconds": seconds}} for _ in range(count)]
-    })
-    assert status == 202, answer
-    return [run["id"] for run in answer]
-
-
 def wait_running(system: EmbeddedSystem, ids: list[int], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,7 +62,7 @@ def test_kill_9_of_each_child_the_system_answers_within_30_s_and_every_run_ends(
     ids: list[int] = []
     answer_times = {}
     for name in ("local-worker", "web", "control-worker", "beat"):
-        ids += start_runs(system, job, 2, seconds=6)
+        ids += system.runs_start(job, 2, seconds=6)
         wait_running(system, ids)
         victim = system.children()[name]
         os.kill(victim, signal.SIGKILL)
@@ -85,7 +77,7 @@ def test_kill_9_of_each_child_the_system_answers_within_30_s_and_every_run_ends(
         answer_times[name] = round(time.monotonic() - killed_at, 1)
         assert answer_times[name] <= 30, f"{name}: the system answered only after {answer_times[name]} s"
     # The restarted workers still take work.
-    ids += start_runs(system, job, 2, seconds=1)
+    ids += system.runs_start(job, 2, seconds=1)
     outcomes = system.wait_all_finished(ids, timeout=400)
     assert_all_ended_with_reasons(outcomes, ids)
     assert max(system.runner_starts().values()) == 1, "a run was started by two runners"
@@ -106,7 +98,7 @@ def test_ten_ctrl_c_and_start_cycles_with_active_runs_leave_no_port_held_no_run_
             system.start()
             system.wait_answering(timeout=120)
             system.login()
-        ids += start_runs(system, job, 2, seconds=4)
+        ids += system.runs_start(job, 2, seconds=4)
         wait_running(system, ids)
         stopped_at = time.monotonic()
         assert system.stop(signal.SIGINT, timeout=60) == 0, system.output()[-3000:]

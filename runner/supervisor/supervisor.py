@@ -126,6 +126,10 @@ class Supervisor:
                 time.sleep(LOOP_SECONDS)
         finally:
             self.stop_all()
+            if self.outcomes is not None:
+                # Runs that ended since the last look (or as everything stopped) are still told:
+                # a Ctrl-C right after a run ends must not hide its outcome.
+                self._echo_outcomes()
 
     def check_children(self) -> None:
         restarted = False

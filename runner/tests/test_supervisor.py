@@ -129,6 +129,32 @@ def test_only_warnings_of_a_child_reach_the_terminal(tmp_path, free_port):
         thread.join(timeout=60)
 
 
+def test_a_run_that_ends_just_before_ctrl_c_is_still_told(tmp_path, free_port):
+    """Outcomes are read every few seconds; the last look happens after the stop, so a run that
+    ended in between (or as everything stopped) still gets its line."""
+
+    class Feed:
+        def __init__(self):
+            self.finished: list[str] = []
+
+        def lines(self) -> list[str]:
+            told, self.finished = self.finished, []
+            return told
+
+    feed = Feed()
+    said = []
+    supervisor = Supervisor(specs=[family_spec(tmp_path)], data_dir=tmp_path / "data", bind="127.0.0.1",
+                            port=free_port, cwd=tmp_path, say=said.append, warn=lambda line: None, outcomes=feed)
+    supervisor.prepare()
+    supervisor.start_all()
+    thread = run_in_thread(supervisor)
+    wait_for(lambda: pids(tmp_path))
+    feed.finished.append("Run 7 (Nightly sales export) succeeded in 1.2 s")
+    supervisor.request_stop()
+    thread.join(timeout=60)
+    assert "Run 7 (Nightly sales export) succeeded in 1.2 s" in said
+
+
 def test_one_supervisor_per_data_folder(tmp_path):
     first = SupervisorState(tmp_path)
     first.lock()

@@ -92,6 +92,17 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="module")
+def embedded_database(tmp_path_factory):
+    """A migrated data folder of the embedded default (tests/embedded.py), made once per module:
+    each test copies it (database_copy) instead of migrating again."""
+    from tests.embedded import database_prepare
+
+    template = tmp_path_factory.mktemp("embedded-template")
+    database_prepare(template)
+    return template
+
+
 @pytest.fixture(scope="session")
 def moto_session(tmp_path_factory):
     from tests.moto import start_moto

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.pg_database import bench_database, fill_rollups  # noqa: E402
+from bench.timing import median_time, say  # noqa: E402
 
 JOBS = 200
 
@@ -50,19 +50,6 @@ FROM (
     FROM generate_series(1, %(count)s) AS n
 ) AS rows
 """
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
-def median_time(call, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def fill(count: int) -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.pg_database import bench_database, fill_rollups  # noqa: E402
+from bench.timing import say  # noqa: E402
 
 DETAIL_PAGE = "admin process detail (pk)"
 PASSWORD = "bench-password-1"
@@ -94,10 +95,6 @@ JOB_WORDS = ["sales export", "warehouse load", "billing sync", "inventory report
 FAILURES = ["Step load failed: deadlock detected", "Out of memory (exit code 137)", "Timed out after 3600 s",
             "Step extract failed: ConnectionError: timeout", "KeyError: 'customer_id'"]
 STEPS = ["extract", "validate", "transform", "load", "report", "notify", "archive", "cleanup", "audit"]
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
 
 
 def build(processes: int) -> None:

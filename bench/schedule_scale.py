@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import queue
-import statistics
 import sys
 import tempfile
 import time
@@ -36,22 +35,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.pg_database import bench_database  # noqa: E402
+from bench.timing import median_time, say  # noqa: E402
 
 REDIS = "redis://127.0.0.1:6379/11"
 QUEUE = "jtb-control"
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
-def median_time(call, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def setup_ours(count: int, due: datetime) -> None:

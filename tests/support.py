@@ -109,3 +109,12 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def admin_sign_in(page, base_url: str, username: str, password: str, next_path: str = "/admin/") -> None:
+    """Sign in through the admin's login form in a Playwright page and land on `next_path`."""
+    page.goto(f"{base_url}/admin/login/?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_load_state()

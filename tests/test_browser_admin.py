@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from jobtarget_batch.celery import app as celery_app
+from tests.support import admin_sign_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -53,10 +54,7 @@ def test_admin_user_creates_a_job_runs_it_and_sees_its_tasks(live_server, django
     django_user_model.objects.create_superuser("ada", "ada@example.com", "correct horse battery")
     page = browser_page
 
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "ada")
-    page.fill("#id_password", "correct horse battery")
-    page.click("input[type=submit]")
+    admin_sign_in(page, live_server.url, "ada", "correct horse battery")
     page.wait_for_selector("text=Operations console")
 
     page.goto(f"{live_server.url}/admin/jobs/job/add/")

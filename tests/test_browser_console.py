@@ -23,7 +23,7 @@ from jobs.models import Job, Schedule
 from processes.models import Process, ProcessStatus, Task, TaskStatus, Trigger
 from processes.rollup import rollup_record_run
 from processes.services import process_start
-from tests.support import wait_for, write_template
+from tests.support import admin_sign_in, wait_for, write_template
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -76,11 +76,7 @@ def browser():
 
 def log_in(page, live_server, django_user_model, next_path: str) -> None:
     django_user_model.objects.create_superuser("ada", "ada@example.com", PASSWORD)
-    page.goto(f"{live_server.url}/admin/login/?next={next_path}")
-    page.fill("#id_username", "ada")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_load_state()
+    admin_sign_in(page, live_server.url, "ada", PASSWORD, next_path)
 
 
 def sideways_scrollers(page) -> list[str]:

@@ -19,6 +19,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from tests.support import admin_sign_in
+
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -79,11 +81,7 @@ def offline_browser(monkeypatch):
 
 
 def sign_in(page, live_server, username: str, next_url: str = "/admin/") -> None:
-    page.goto(f"{live_server.url}/admin/login/?next={next_url}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_load_state()
+    admin_sign_in(page, live_server.url, username, PASSWORD, next_url)
 
 
 def no_horizontal_scroll(page) -> bool:

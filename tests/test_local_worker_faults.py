@@ -15,25 +15,18 @@ import time
 
 import pytest
 
-from tests.embedded import FINISHED, EmbeddedSystem, database_copy, database_prepare
+from tests.embedded import FINISHED, EmbeddedSystem, database_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only, pytest.mark.timeout(900)]
 
 
-@pytest.fixture(scope="module")
-def prepared_database(tmp_path_factory):
-    template = tmp_path_factory.mktemp("embedded-template")
-    database_prepare(template)
-    return template
-
-
 @pytest.fixture
-def make_system(prepared_database, tmp_path):
+def make_system(embedded_database, tmp_path):
     systems = []
 
     def make(**env: str) -> EmbeddedSystem:
         data_dir = tmp_path / "var"
-        database_copy(prepared_database, data_dir)
+        database_copy(embedded_database, data_dir)
         system = EmbeddedSystem(data_dir, **env)
         systems.append(system)
         system.start()

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from tests.embedded import FINISHED, EmbeddedSystem, database_copy, database_prepare
+from tests.embedded import FINISHED, EmbeddedSystem, database_copy
 
 # The embedded default is SQLite whatever the suite runs on: only the SQLite half runs these.
 pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only, pytest.mark.timeout(1200)]
@@ -20,17 +20,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only, pytest.mark.timeout(120
 FAST_HEARTBEAT = {"JTB_HEARTBEAT_SECONDS": "2", "JTB_HEARTBEAT_TIMEOUT_SECONDS": "20", "JTB_LOCAL_SLOTS": "3"}
 
 
-@pytest.fixture(scope="module")
-def prepared_database(tmp_path_factory):
-    template = tmp_path_factory.mktemp("embedded-template")
-    database_prepare(template)
-    return template
-
-
 @pytest.fixture
-def system(prepared_database, tmp_path):
+def system(embedded_database, tmp_path):
     data_dir = tmp_path / "var"
-    database_copy(prepared_database, data_dir)
+    database_copy(embedded_database, data_dir)
     embedded = EmbeddedSystem(data_dir, **FAST_HEARTBEAT)
     yield embedded
     if embedded.process is not None and embedded.process.poll() is None:

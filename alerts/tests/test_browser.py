@@ -12,6 +12,7 @@ from alerts.tests.receiver import Receiver
 from jobs.models import Job
 from processes import services as process_services
 from processes.models import ProcessStatus, Trigger
+from tests.support import admin_sign_in
 from tests.test_browser_admin import browser_page  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
@@ -24,10 +25,7 @@ def test_admin_makes_a_webhook_channel_and_reads_the_delivery_log(
     settings.JTB_ALERT_GROUP_SECONDS = 0
     django_user_model.objects.create_superuser("ada", "ada@example.com", "correct horse battery")
     page = browser_page
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "ada")
-    page.fill("#id_password", "correct horse battery")
-    page.click("input[type=submit]")
+    admin_sign_in(page, live_server.url, "ada", "correct horse battery")
     page.wait_for_selector("text=Operations console")
 
     with Receiver(statuses=[500]) as receiver:

@@ -87,16 +87,28 @@ def run(transport: str, messages: int, producers: int, consumers: int) -> dict:
     (folder / "queue").mkdir()
     me = [sys.executable, __file__, "--transport", transport, "--folder", str(folder)]
     started = time.monotonic()
-    readers = [subprocess.Popen([*me, "--role", "consumer", "--index", str(i)]) for i in range(consumers)]
+
+    def start(role: str, index: int, *extra: str) -> subprocess.Popen:
+        # Each child's stderr goes to a file, so a crash is reported with its last lines.
+        with open(folder / f"{role}-{index}.err", "wb") as err:
+            return subprocess.Popen([*me, "--role", role, "--index", str(index), *extra], stderr=err)
+
+    readers = [start("consumer", i) for i in range(consumers)]
     share = messages // producers
-    writers = [subprocess.Popen([*me, "--role", "producer", "--index", str(i), "--count", str(share)])
-               for i in range(producers)]
-    for writer in writers:
-        writer.wait()
+    writers = [start("producer", i, "--count", str(share)) for i in range(producers)]
+    crashes: list[str] = []
+
+    def crashed(children: list[subprocess.Popen], role: str) -> int:
+        failed = 0
+        for index, child in enumerate(children):
+            if child.wait() != 0:
+                failed += 1
+                crashes.append(f"{role} {index}: " + (folder / f"{role}-{index}.err").read_text()[-1500:])
+        return failed
+
+    crashed_producers = crashed(writers, "producer")
     (folder / "done").touch()
-    crashed = 0
-    for reader in readers:
-        crashed += reader.wait() != 0
+    crashed_consumers = crashed(readers, "consumer")
     elapsed = time.monotonic() - started
     counts: Counter[str] = Counter()
     bad: list[str] = []
@@ -112,8 +124,10 @@ def run(transport: str, messages: int, producers: int, consumers: int) -> dict:
     return {
         "transport": transport, "sent": sent, "received": sum(counts.values()),
         "bad_reads": len(bad), "lost": len(expected - set(counts)),
-        "duplicated": sum(1 for n in counts.values() if n > 1), "crashed_consumers": crashed,
+        "duplicated": sum(1 for n in counts.values() if n > 1), "crashed_consumers": crashed_consumers,
+        "crashed_producers": crashed_producers,
         "messages_per_s": round(sent / elapsed, 1), "first_bad_read": bad[0] if bad else None,
+        "first_crash": crashes[0] if crashes else None,
     }
 
 

@@ -16,6 +16,11 @@ This transport (URL scheme `jtb-filesystem://`) fixes both:
   by a worker killed with `kill -9` is delivered again rather than lost (at-least-once: our tasks are
   safe to run twice).
 - A file that still cannot be decoded is moved to `bad/` with an error logged; the consumer goes on.
+- The exchange tables in the control folder (which queues an exchange routes to) are changed under a
+  lock file of their own and replaced whole by rename. The stock transport opens the table with
+  "wb" (truncating it) before it takes its lock, so a process declaring a queue while another one
+  starts (web, worker and beat all declare at start) could read an empty table and die with
+  JSONDecodeError, or two writers could drop each other's binding.
 
 Broadcast (fanout) exchanges keep the stock implementation; `run_all` turns worker gossip off.
 """
@@ -119,6 +124,56 @@ class Channel(filesystem.Channel):
             with contextlib.suppress(OSError):
                 temp.unlink()
             raise filesystem.ChannelError(f"Cannot add message {final.name!r} to {final.parent}") from exc
+
+    # --- exchange tables -----------------------------------------------------------------------
+    def get_table(self, exchange):
+        # No lock needed: a table is only ever replaced whole (see _table_change).
+        return self._table_read(self._exchange_file(exchange))
+
+    def _table_read(self, file: Path) -> list:
+        try:
+            raw = file.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise filesystem.ChannelError(f"Cannot open {file}") from exc
+        try:
+            return [filesystem.exchange_queue_t(*row) for row in loads(bytes_to_str(raw))]
+        except (ValueError, TypeError) as exc:
+            # Left half-written by the stock transport (or a crash before this one): the bindings are
+            # declared again by every process that starts, so an empty table heals itself.
+            logger.warning("Broker exchange table %s cannot be read (%s); starting it afresh", file, exc)
+            return []
+
+    def _table_change(self, exchange, change) -> None:
+        """Read, change and write back one exchange table, one process at a time."""
+        file = self._exchange_file(exchange)
+        self.control_folder.mkdir(parents=True, exist_ok=True)
+        try:
+            # A lock file beside the table, never replaced, so every process locks the same inode.
+            with open(file.with_name(f"{file.name}.lock"), "ab") as guard:
+                filesystem.lock(guard, filesystem.LOCK_EX)
+                try:
+                    queues = self._table_read(file)
+                    changed = change(queues)
+                    if changed is not None:
+                        temp = file.with_name(f".{uuid.uuid4().hex}{TEMP_SUFFIX}")
+                        temp.write_bytes(str_to_bytes(dumps(changed)))
+                        os.replace(temp, file)
+                finally:
+                    filesystem.unlock(guard)
+        except OSError as exc:
+            raise filesystem.ChannelError(f"Cannot change {file}") from exc
+
+    def _queue_bind(self, exchange, routing_key, pattern, queue):
+        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._table_change(exchange, lambda queues: None if binding in queues else [binding, *queues])
+
+    def _delete(self, queue, exchange, routing_key, pattern, *args, **kwargs):
+        # The virtual channel's _delete (a purge); the file-system parent's table edit is replaced.
+        filesystem.virtual.Channel._delete(self, queue, exchange, routing_key, pattern, *args, **kwargs)
+        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._table_change(exchange, lambda queues: [q for q in queues if q != binding] if binding in queues else None)
 
     # --- consume -------------------------------------------------------------------------------
     def _queue_names(self, queue: str) -> deque[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -26,6 +27,9 @@ from processes.serializers import MAX_ID
 from processes.services import ProcessRefused, process_cancel, process_rerun
 from processes.timeline import process_timeline
 from processes.tracebacks import traceback_without_runner_frames
+
+# How the runner words a failed step (runner.outcomes): the list shortens it to "<step>: <error>".
+TASK_FAILED = re.compile(r"Task '(?P<name>[^']*)' failed: ")
 
 STATUS_COLOURS = {
     ProcessStatus.QUEUED: "#777",
@@ -95,7 +99,8 @@ class TaskInline(admin.TabularInline):
 
 @admin.register(Process)
 class ProcessAdmin(admin.ModelAdmin):
-    list_display = ["id", "job", "status_badge", "trigger", "created", "run_duration", "short_reason"]
+    # The trigger is a filter and on each run's page: its column went to the reason, which needs the room.
+    list_display = ["id", "job", "status_badge", "created", "run_duration", "short_reason"]
     list_display_links = ["id"]
     list_filter = ["status", JobFilter, "trigger", ("created_at", admin.DateFieldListFilter)]
     list_select_related = ["job"]
@@ -182,9 +187,11 @@ class ProcessAdmin(admin.ModelAdmin):
     @admin.display(description="reason")
     def short_reason(self, process: Process):
         reason = process.failure_reason
-        short = reason if len(reason) <= 32 else reason[:31] + "…"
-        # One line per row: the whole reason is in the tooltip and on the process page.
-        return format_html('<span title="{}" style="white-space:nowrap">{}</span>', reason, short)
+        # "Task 'transform' failed: ValueError: …" reads as "transform: ValueError: …" in a narrow
+        # column; the cell shows up to three lines, the whole text is in its tooltip and on the page.
+        step = TASK_FAILED.match(reason)
+        short = f"{step['name']}: {reason[step.end():]}" if step else reason
+        return format_html('<span class="jtb-reason" title="{}">{}</span>', reason, short[:240])
 
     def log_tail(self, process: Process) -> dict:
         """The last 20 kB of the log and the offset the page follows on from."""

@@ -1,4 +1,4 @@
-"""The timeline (Gantt) of one run: waiting for capacity, installing modules, each step.
+"""The timeline (Gantt) of one run: waiting for capacity, preparing, installing modules, each step.
 
 Read by the process page. Steps the job's last successful run had but this run never reached are
 listed after the others ("not reached" once the run has ended, "not started yet" while it runs), so
@@ -19,6 +19,9 @@ INSTALL_TASK_NAME = "install modules"
 
 WAITING = "waiting for capacity"
 INSTALLING = "installing modules"
+PREPARING = "preparing the run"
+# A shorter gap between the runner's start and its first step is not worth a row of its own.
+PREPARING_SHOWN_FROM = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,24 @@ def _previous_success_steps(process: Process, seen: set[str]) -> list[str]:
     return [name for name in names if name not in seen and name != INSTALL_TASK_NAME]
 
 
+def _preparing_bar(process: Process, tasks: list[Task], *, live: bool, now: datetime):
+    """(label, state, state label, end) of the time between the runner's start and its first step.
+
+    The runner fetches the template and readies the job's environment there (or waits while another
+    run builds the same one): without this row that time is a blank stretch. A run that ended there
+    has its outcome on this row, so it shows where the run stopped."""
+    if process.started_at is None:
+        return None
+    first_step = next((task.started_at for task in tasks if task.started_at), None)
+    if first_step is not None:
+        if first_step - process.started_at < PREPARING_SHOWN_FROM:
+            return None
+        return PREPARING, "done", "Done", first_step
+    if live:
+        return PREPARING, "running", "In progress", now
+    return PREPARING, process.status, process.get_status_display(), process.finished_at
+
+
 def process_timeline(*, process: Process, now: datetime | None = None) -> Timeline:
     now = now or timezone.now()
     live = not process.is_finished
@@ -91,6 +112,10 @@ def process_timeline(*, process: Process, now: datetime | None = None) -> Timeli
     bars.append(TimelineBar(WAITING, wait_state, wait_label, start, wait_end or now, *place(start, wait_end or now)))
 
     tasks = list(Task.objects.filter(process_id=process.pk).order_by("sequence"))
+    preparing = _preparing_bar(process, tasks, live=live, now=now)
+    if preparing is not None:
+        bars.append(TimelineBar(preparing[0], preparing[1], preparing[2], process.started_at, preparing[3],
+                                *place(process.started_at, preparing[3])))
     for task in tasks:
         task_end = task.finished_at or (now if live else process.finished_at)
         label = INSTALLING if task.name == INSTALL_TASK_NAME else task.name

@@ -313,3 +313,10 @@ def test_no_page_scrolls_sideways_at_1280_by_800(live_server, django_user_model,
     page.wait_for_selector("#content")
     shoot(page, name)
     assert sideways_scrollers(page) == [], f"{path} scrolls sideways at 1280×800"
+    if name == "process-list":
+        # The reason fits without scrolling and is still read, not guessed: the step and the
+        # error's first words are in view (one clipped line showed "Task 'tra…").
+        reason = page.locator("#result_list td.field-short_reason span.jtb-reason", has_text="ValueError").first
+        assert reason.inner_text().startswith("transform: ValueError: could not convert"), reason.inner_text()
+        lines = reason.evaluate("el => el.clientHeight / parseFloat(getComputedStyle(el).lineHeight)")
+        assert lines >= 2.9, f"the reason shows {lines:.1f} lines"

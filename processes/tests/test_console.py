@@ -233,3 +233,29 @@ def test_jobs_list_page_costs_the_same_queries_for_two_jobs_or_eight(admin_clien
         run_with_steps(job, ProcessStatus.FAILED, [("a", TaskStatus.FAILED)])
         Schedule.objects.create(job=job, cron="0 6 * * *", timezone="UTC")
     assert listing_queries() == two
+
+
+def test_timeline_names_the_time_before_the_first_step_and_where_a_run_stopped_before_any_step(make_job):
+    job = make_job()
+    # The runner started 3 s after creation; its first step began 12 s later (fetching, environment).
+    slow_start = run_with_steps(job, ProcessStatus.SUCCEEDED, [("extract", TaskStatus.SUCCEEDED)])
+    Task.objects.filter(process=slow_start).update(started_at=slow_start.started_at + timedelta(seconds=12))
+    bars = process_timeline(process=slow_start).bars
+    assert [(bar.label, bar.state) for bar in bars] == [
+        ("waiting for capacity", "done"), ("preparing the run", "done"), ("extract", "succeeded")]
+    assert bars[1].duration == timedelta(seconds=12)
+    assert bars[1].left + bars[1].width <= bars[2].left + 0.001
+
+    # Failed before its first step (say, a template that cannot be fetched): the row says so.
+    no_step = run_with_steps(job, ProcessStatus.FAILED, [])
+    assert [(bar.label, bar.state_label) for bar in process_timeline(process=no_step).bars][:2] == [
+        ("waiting for capacity", "Done"), ("preparing the run", "Failed")]
+
+    # Still preparing: the row is open and grows.
+    preparing = run_with_steps(job, ProcessStatus.RUNNING, [])
+    bar = process_timeline(process=preparing).bars[1]
+    assert (bar.label, bar.state, bar.state_label) == ("preparing the run", "running", "In progress")
+
+    # A first step that starts at once gets no row of its own.
+    prompt = run_with_steps(job, ProcessStatus.SUCCEEDED, [("extract", TaskStatus.SUCCEEDED)])
+    assert "preparing the run" not in [bar.label for bar in process_timeline(process=prompt).bars]

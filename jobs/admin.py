@@ -52,15 +52,16 @@ def _short(value) -> str:
 
 class JobAdminForm(forms.ModelForm):
     # JSON typed by hand passes the one input gate (nesting, NUL, lone surrogates) as it is parsed.
+    # initial=dict: a declared field does not take the model's default, and the Add form showed "null".
     parameters = GatedJSONField(
-        required=False, label="Default parameters", help_text=Job._meta.get_field("parameters").help_text,
+        required=False, initial=dict, label="Default parameters", help_text=Job._meta.get_field("parameters").help_text,
     )
     environment = GatedJSONField(
-        required=False, label="Environment", help_text=Job._meta.get_field("environment").help_text
+        required=False, initial=dict, label="Environment", help_text=Job._meta.get_field("environment").help_text
         + " Values of names containing SECRET, PASSWORD, TOKEN, CREDENTIAL, PRIVATE or ending in _KEY are "
         "masked; leave ******** to keep the stored value.",
     )
-    tags = GatedJSONField(required=False, label="Tags", help_text=Job._meta.get_field("tags").help_text)
+    tags = GatedJSONField(required=False, initial=dict, label="Tags", help_text=Job._meta.get_field("tags").help_text)
     python_modules = LinesField(
         required=False, label="Python modules",
         help_text=Job._meta.get_field("python_modules").help_text,

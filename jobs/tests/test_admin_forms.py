@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -95,3 +97,12 @@ def test_the_add_form_uploads_a_template_beside_the_field_and_gets_its_path(admi
                             {"file": SimpleUploadedFile("report.txt", b"x")}, HTTP_ACCEPT="application/json")
     assert bad.status_code == 400 and "Python file" in " ".join(bad.json()["errors"])
     assert not Job.objects.exists()
+
+
+def test_the_add_form_offers_empty_json_objects_not_null(admin_client):
+    """A non-engineer shown "null" in Default parameters, Environment and Tags does not know what to type."""
+    page = admin_client.get(reverse("admin:jobs_job_add")).content.decode()
+    for field in ("parameters", "environment", "tags"):
+        textarea = re.search(rf'<textarea name="{field}"[^>]*>(.*?)</textarea>', page, re.S)
+        assert textarea is not None, field
+        assert textarea.group(1).strip() == "{}", (field, textarea.group(1))

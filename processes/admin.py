@@ -6,6 +6,7 @@ import json
 import re
 
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -20,7 +21,7 @@ from jobs.permissions import user_may_act_on_process
 from jobtarget_batch.admin_tools import CappedCountPaginator, date_time_html, elapsed_html, format_duration
 from processes import admin_live
 from processes.live import process_live_state, processes_live_state
-from processes.models import Process, ProcessStatus, Task, TaskStatus
+from processes.models import ACTIVE_STATUSES, Process, ProcessStatus, Task, TaskStatus
 from processes.search import process_search_filter, task_search_filter
 from processes.selectors import process_log_tail_chunk
 from processes.serializers import MAX_ID
@@ -115,7 +116,7 @@ class ProcessAdmin(admin.ModelAdmin):
                         "or words of a recent failure reason; job:, user: or reason: searches only that.")
     date_hierarchy = None
     inlines = [TaskInline]
-    actions = ["rerun", "cancel"]
+    actions = ["rerun", "cancel", "delete_selected"]
     fieldsets = [
         (None, {"fields": ["job", "status_badge", "failure_reason", "trigger", "triggered_by", "parameters", "rerun_of"]}),
         ("Times", {"fields": ["created_at", "submitted_at", "started_at", "finished_at", "run_duration", "heartbeat_at"]}),
@@ -137,6 +138,13 @@ class ProcessAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         # Everything on a process is recorded by the system; the page is for reading and actions.
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # An active run is cancelled, not deleted: its runner is still writing to it, and a worker
+        # still counts it. Its page offers Cancel instead; the list's action refuses it (below).
+        if obj is not None and not obj.is_finished:
+            return False
+        return super().has_delete_permission(request, obj)
 
     def has_run_permission(self, request, obj=None) -> bool:
         # What the API's rerun and cancel check: view processes and run jobs.
@@ -288,6 +296,19 @@ class ProcessAdmin(admin.ModelAdmin):
             )
         for reason in refused:
             self.message_user(request, reason, messages.WARNING)
+
+    @admin.action(description="Delete selected finished processes", permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        """The stock delete action (confirmation page and all), refused whole if a run is still active."""
+        active = list(queryset.filter(status__in=ACTIVE_STATUSES).order_by("pk").values_list("pk", flat=True)[:11])
+        if active:
+            shown = ", ".join(f"#{pk}" for pk in active[:10]) + (" and more" if len(active) > 10 else "")
+            self.message_user(
+                request, f"Nothing was deleted: {shown} {'is' if len(active) == 1 else 'are'} still active. "
+                "Cancel a run and let it end first, or leave it out of the selection.", messages.ERROR,
+            )
+            return None
+        return delete_selected(self, request, queryset)
 
     @admin.action(description="Cancel selected queued or running processes", permissions=["run"])
     def cancel(self, request, queryset):

@@ -224,6 +224,43 @@ def test_deleting_a_job_without_active_runs_deletes_it(admin_client, job):
     assert not Job.objects.filter(pk=job.pk).exists()
 
 
+def test_an_active_run_cannot_be_deleted_from_its_page_it_is_cancelled(admin_client, job):
+    running = services.process_start(job=job, trigger=Trigger.MANUAL)
+    services.process_mark_running(process_id=running.pk)
+    page = admin_client.get(reverse("admin:processes_process_change", args=[running.pk])).content.decode()
+    assert reverse("admin:processes_process_delete", args=[running.pk]) not in page
+    assert "Cancel" in page
+    response = admin_client.post(reverse("admin:processes_process_delete", args=[running.pk]), {"post": "yes"})
+    assert response.status_code == 403
+    assert Process.objects.filter(pk=running.pk).exists()
+
+    services.process_finish(process_id=running.pk, status=ProcessStatus.SUCCEEDED)
+    page = admin_client.get(reverse("admin:processes_process_change", args=[running.pk])).content.decode()
+    assert reverse("admin:processes_process_delete", args=[running.pk]) in page
+
+
+def test_the_delete_action_refuses_a_selection_with_an_active_run_and_deletes_nothing(admin_client, job):
+    finished = services.process_start(job=job, trigger=Trigger.MANUAL)
+    services.task_start(process_id=finished.pk, sequence=1, name="extract")
+    services.process_finish(process_id=finished.pk, status=ProcessStatus.FAILED, failure_reason="boom")
+    queued = services.process_start(job=job, trigger=Trigger.MANUAL)
+    url = reverse("admin:processes_process_changelist")
+
+    both = {"action": "delete_selected", "_selected_action": [finished.pk, queued.pk]}
+    for answer in ({}, {"post": "yes"}):  # the confirmation page, and a forged confirmation
+        response = admin_client.post(url, {**both, **answer}, follow=True)
+        messages = [str(m) for m in response.context["messages"]]
+        assert any(f"Nothing was deleted: #{queued.pk} is still active" in m for m in messages), messages
+        assert Process.objects.filter(pk__in=[finished.pk, queued.pk]).count() == 2
+
+    response = admin_client.post(url, {"action": "delete_selected", "_selected_action": [finished.pk]})
+    assert response.status_code == 200 and "Are you sure" in response.content.decode()  # the stock confirmation
+    admin_client.post(url, {"action": "delete_selected", "_selected_action": [finished.pk], "post": "yes"})
+    assert not Process.objects.filter(pk=finished.pk).exists()
+    assert not Task.objects.filter(process_id=finished.pk).exists()
+    assert Process.objects.filter(pk=queued.pk).exists()
+
+
 def test_job_page_lists_recent_runs(admin_client, job):
     make_runs(job, 3)
     response = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk]))

@@ -93,6 +93,11 @@ class UserPreferencesAdmin(admin.ModelAdmin):
     def get_changeform_initial_data(self, request):
         return {"time_zone": settings.TIME_ZONE}
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # One set of preferences per person: "Save and add another" would only lead to a refusal.
+        context["show_save_and_add_another"] = False
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.user = request.user

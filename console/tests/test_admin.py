@@ -31,6 +31,9 @@ def test_a_person_sets_their_time_zone_in_the_admin_and_times_follow_it(client, 
     client.force_login(staff)
 
     assert client.get("/admin/console/userpreferences/mine/")["Location"] == "/admin/console/userpreferences/add/"
+    # One set per person: no "Save and add another", which could only be refused.
+    form = client.get("/admin/console/userpreferences/add/").content.decode()
+    assert 'name="_save"' in form and 'name="_addanother"' not in form
     response = client.post("/admin/console/userpreferences/add/", {"time_zone": "Europe/Berlin"})
     assert response.status_code == 302
     assert UserPreferences.objects.get(user=staff).time_zone == "Europe/Berlin"

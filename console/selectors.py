@@ -34,6 +34,7 @@ from processes.models import (
     TaskStatus,
     rollup_hour,
 )
+from processes.tracebacks import reason_split
 
 # The runner's module-install step (runner.runtime.INSTALL_TASK); named here because the
 # console sits above the runner and must not import it.
@@ -173,6 +174,16 @@ class Failure:
     job_enabled: bool
 
 
+def _failure_text(reason: str, step: tuple[int, str] | None) -> dict:
+    """The reason, and the step it failed at; the runner's "Task 'x' failed: " is not said twice."""
+    if not reason:
+        return {"reason": "No reason was recorded.", "failed_step": f"step {step[0]}: {step[1]}" if step else ""}
+    if step is None:
+        return {"reason": reason, "failed_step": ""}
+    named, error = reason_split(reason)
+    return {"reason": error if named == step[1] else reason, "failed_step": f"step {step[0]}: {step[1]}"}
+
+
 def recent_failures(*, now: datetime, hours: int = 24, limit: int = FAILURES_LIMIT) -> tuple[list[Failure], int]:
     """Failed runs that ended in the last `hours`, newest first, and how many there are in all."""
     since = now - timedelta(hours=hours)
@@ -191,14 +202,14 @@ def recent_failures(*, now: datetime, hours: int = 24, limit: int = FAILURES_LIM
             Task.objects.filter(process_id__in=ids, status=TaskStatus.FAILED)
             .order_by("process_id", "sequence").values("process_id", "sequence", "name")
         ):
-            steps.setdefault(task["process_id"], f"step {task['sequence']}: {task['name']}")
+            steps.setdefault(task["process_id"], (task["sequence"], task["name"]))
         # The foreign key's own index on rerun_of_id.
         for rerun_of_id, rerun_id in Process.objects.filter(rerun_of_id__in=ids).values_list("rerun_of_id", "id"):
             reruns[rerun_of_id] = max(rerun_id, reruns.get(rerun_of_id, 0))
     failures = [
         Failure(
             id=row.pk, job_id=row.job_id, job_name=row.job.name, finished_at=row.finished_at,
-            reason=row.failure_reason or "No reason was recorded.", failed_step=steps.get(row.pk, ""),
+            **_failure_text(row.failure_reason, steps.get(row.pk)),
             rerun_id=reruns.get(row.pk), job_enabled=row.job.enabled,
         )
         for row in rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
@@ -27,10 +26,7 @@ from processes.selectors import process_log_tail_chunk
 from processes.serializers import MAX_ID
 from processes.services import ProcessRefused, process_cancel, process_rerun
 from processes.timeline import process_timeline
-from processes.tracebacks import traceback_without_runner_frames
-
-# How the runner words a failed step (runner.outcomes): the list shortens it to "<step>: <error>".
-TASK_FAILED = re.compile(r"Task '(?P<name>[^']*)' failed: ")
+from processes.tracebacks import reason_split, traceback_without_runner_frames
 
 STATUS_COLOURS = {
     ProcessStatus.QUEUED: "#777",
@@ -197,8 +193,8 @@ class ProcessAdmin(admin.ModelAdmin):
         reason = process.failure_reason
         # "Task 'transform' failed: ValueError: …" reads as "transform: ValueError: …" in a narrow
         # column; the cell shows up to three lines, the whole text is in its tooltip and on the page.
-        step = TASK_FAILED.match(reason)
-        short = f"{step['name']}: {reason[step.end():]}" if step else reason
+        step, error = reason_split(reason)
+        short = f"{step}: {error}" if step is not None else reason
         return format_html('<span class="jtb-reason" title="{}">{}</span>', reason, short[:240])
 
     def log_tail(self, process: Process) -> dict:

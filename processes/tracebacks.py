@@ -1,4 +1,5 @@
-"""Tracebacks as a template author wants to read them: their own frames, not the runner's.
+"""Failures as people want to read them: tracebacks with the author's frames, not the runner's,
+and reasons without the wording the console already shows as the failed step.
 
 The runner records `traceback.format_exc()` from inside its child (`jtb_child.py`, a copy of
 `runner/child.py`), so every traceback starts with the runner's `task()` or `main` frame. Those
@@ -42,3 +43,15 @@ def traceback_without_runner_frames(text: str) -> str:
         skipping = False
         kept.append(line)
     return "\n".join(kept) + ("\n" if text.endswith("\n") else "")
+
+
+# How the runner words a failed step's reason (runner.outcomes): "Task '<name>' failed: <error>".
+_TASK_FAILED = re.compile(r"Task '(?P<name>[^']*)' failed: ")
+
+
+def reason_split(reason: str) -> tuple[str | None, str]:
+    """(step name, error) of a reason the runner wrote for a failed step; (None, reason) for any other."""
+    found = _TASK_FAILED.match(reason)
+    if found is None:
+        return None, reason
+    return found["name"], reason[found.end():]

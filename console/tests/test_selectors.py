@@ -78,6 +78,20 @@ def test_recent_failures_are_the_last_24_hours_newest_first_with_the_failed_step
     assert old.pk not in [f.id for f in failures]
 
 
+@pytest.mark.parametrize("reason, shown", [
+    ("Task 'load' failed: ValueError: no rows", "ValueError: no rows"),  # the step is shown beside it
+    ("Task 'extract' failed: ValueError: no rows", "Task 'extract' failed: ValueError: no rows"),  # another step
+    ("Timed out after 300 s", "Timed out after 300 s"),
+    ("", "No reason was recorded."),
+])
+def test_a_failure_names_its_step_once(make_job, reason, shown):
+    failed = _run(make_job(), ProcessStatus.FAILED, started=NOW - timedelta(hours=2), finished=NOW - timedelta(hours=1),
+                  failure_reason=reason)
+    Task.objects.create(process=failed, sequence=2, name="load", status=TaskStatus.FAILED, started_at=NOW)
+    [failure], _ = selectors.recent_failures(now=NOW)
+    assert (failure.failed_step, failure.reason) == ("step 2: load", shown)
+
+
 def test_day_buckets_follow_the_viewers_calendar_across_a_dst_change():
     berlin = ZoneInfo("Europe/Berlin")
     starts = selectors.window_buckets(

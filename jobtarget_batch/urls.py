@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from console.views import favicon
 from monitoring.views import metrics
 
 urlpatterns = [
@@ -13,4 +14,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("jobtarget_batch.api_urls")),
     path("metrics", metrics, name="metrics"),
+    path("favicon.ico", favicon, name="favicon"),
 ]

@@ -140,3 +140,11 @@ def test_trends_are_kept_for_a_while_but_live_figures_are_not(client, operator, 
     assert 'data-figure="runs-window">(0)<' in page  # the chart is the cached one
     assert 'data-figure="running">1<' in page  # the live figures are read every time
     cache.clear()
+
+
+def test_the_site_icon_is_served_so_browsers_asking_for_it_log_no_warning(client, caplog):
+    with caplog.at_level("WARNING", logger="django.request"):
+        response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
+    assert b"<svg" in response.content
+    assert not [r for r in caplog.records if r.name == "django.request"]

@@ -43,7 +43,7 @@ def screenshot_dir() -> Path:
 
 
 @pytest.fixture
-def browser():
+def browser(monkeypatch):
     """A 1280×800 page; requests to any host but this machine are aborted and remembered."""
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI", "").lower() == "true":
@@ -52,7 +52,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop in this thread; the ORM calls here are plain sync.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # Set for this test only: left in os.environ, it reached later tests' subprocesses (a deploy
+    # check then failed with async.E001 in whichever xdist worker had run a browser test first).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     blocked: list[str] = []
 
     def only_local(route):

@@ -23,8 +23,9 @@ PRODUCTION = {
 
 
 def manage(*args: str, env: dict[str, str], data_dir: Path) -> subprocess.CompletedProcess:
+    # Only what a production host would have: no settings, and no test-only Django switches.
     base = {key: value for key, value in os.environ.items()
-            if not key.startswith(("SECRET_KEY", "DEBUG", "JTB_", "SECURE_", "DATABASE_URL", "DJANGO_SETTINGS_MODULE"))}
+            if not key.startswith(("SECRET_KEY", "DEBUG", "JTB_", "SECURE_", "DATABASE_URL", "DJANGO_"))}
     base.update({"JTB_DATA_DIR": str(data_dir), **env})
     return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=base, capture_output=True, text=True,
                           timeout=300)

@@ -22,7 +22,7 @@ This transport (URL scheme `jtb-filesystem://`) fixes both:
   starts (web, worker and beat all declare at start) could read an empty table and die with
   JSONDecodeError, or two writers could drop each other's binding.
 
-Broadcast (fanout) exchanges keep the stock implementation; `run_all` turns worker gossip off.
+Broadcast (fanout) exchanges route through the same tables; `run_all` turns worker gossip off.
 """
 
 from __future__ import annotations

@@ -153,6 +153,27 @@ def concurrent_declarations(folder: Path, scheme: str, processes: int, exchanges
     return codes, tables
 
 
+def test_a_deleted_queue_leaves_its_exchange_table_and_a_broken_table_heals_on_the_next_binding(broker):
+    with broker() as conn:
+        channel = conn.default_channel
+        channel.exchange_declare("x", "direct")
+        for queue in ("a", "b"):
+            channel.queue_declare(queue)
+            channel.queue_bind(queue, exchange="x", routing_key=queue)
+        assert {row.queue for row in channel.get_table("x")} == {"a", "b"}
+        channel.queue_delete("a")
+        assert [row.queue for row in channel.get_table("x")] == ["b"]
+
+        (broker.folder / "control" / "x.exchange").write_bytes(b"")  # as the stock transport could leave it
+        assert channel.get_table("x") == []
+    Transport.global_state.clear()  # the next process to start declares its bindings again
+    with broker() as conn:
+        channel = conn.default_channel
+        channel.exchange_declare("x", "direct")
+        channel.queue_bind("b", exchange="x", routing_key="b")
+        assert [row.queue for row in channel.get_table("x")] == ["b"]
+
+
 def test_processes_declaring_queues_at_once_never_read_a_half_written_table_or_drop_a_binding(broker):
     """Web, worker and beat declare their queues as they start: the stock transport truncated an
     exchange table before locking it, so a starting process could die reading it empty (seen in the

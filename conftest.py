@@ -74,6 +74,18 @@ def subprocess_env(run_dirs, transactional_db, settings):
     return env
 
 
+@pytest.fixture
+def local_templates(tmp_path, settings, subprocess_env, monkeypatch):
+    """A template folder for runs the local executor's watcher starts in this test process: the
+    settings and this process's environment (which its runners inherit) point at it."""
+    root = tmp_path / "templates"
+    root.mkdir()
+    settings.JTB_TEMPLATE_ROOT = root
+    for name, value in {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root)}.items():
+        monkeypatch.setenv(name, value)
+    return root
+
+
 def service_reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

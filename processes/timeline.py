@@ -66,8 +66,8 @@ def _previous_success_steps(process: Process, seen: set[str]) -> list[str]:
     return [name for name in names if name not in seen and name != INSTALL_TASK_NAME]
 
 
-def _preparing_bar(process: Process, tasks: list[Task], *, live: bool, now: datetime):
-    """(label, state, state label, end) of the time between the runner's start and its first step.
+def _preparing_phase(process: Process, tasks: list[Task], *, live: bool, now: datetime):
+    """(state, state label, end) of the time between the runner's start and its first step.
 
     The runner fetches the template and readies the job's environment there (or waits while another
     run builds the same one): without this row that time is a blank stretch. A run that ended there
@@ -78,10 +78,10 @@ def _preparing_bar(process: Process, tasks: list[Task], *, live: bool, now: date
     if first_step is not None:
         if first_step - process.started_at < PREPARING_SHOWN_FROM:
             return None
-        return PREPARING, "done", "Done", first_step
+        return "done", "Done", first_step
     if live:
-        return PREPARING, "running", "In progress", now
-    return PREPARING, process.status, process.get_status_display(), process.finished_at
+        return "running", "In progress", now
+    return process.status, process.get_status_display(), process.finished_at
 
 
 def process_timeline(*, process: Process, now: datetime | None = None) -> Timeline:
@@ -112,10 +112,11 @@ def process_timeline(*, process: Process, now: datetime | None = None) -> Timeli
     bars.append(TimelineBar(WAITING, wait_state, wait_label, start, wait_end or now, *place(start, wait_end or now)))
 
     tasks = list(Task.objects.filter(process_id=process.pk).order_by("sequence"))
-    preparing = _preparing_bar(process, tasks, live=live, now=now)
+    preparing = _preparing_phase(process, tasks, live=live, now=now)
     if preparing is not None:
-        bars.append(TimelineBar(preparing[0], preparing[1], preparing[2], process.started_at, preparing[3],
-                                *place(process.started_at, preparing[3])))
+        state, state_label, phase_end = preparing
+        bars.append(TimelineBar(PREPARING, state, state_label, process.started_at, phase_end,
+                                *place(process.started_at, phase_end)))
     for task in tasks:
         task_end = task.finished_at or (now if live else process.finished_at)
         label = INSTALLING if task.name == INSTALL_TASK_NAME else task.name

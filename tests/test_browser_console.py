@@ -123,23 +123,12 @@ def main(ctx):
 """
 
 
-@pytest.fixture
-def local_runs(tmp_path, settings, subprocess_env, monkeypatch):
-    """Runs go through the local executor's watcher, started by the test in a thread."""
-    root = tmp_path / "templates"
-    root.mkdir()
-    settings.JTB_TEMPLATE_ROOT = root
-    for name, value in {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root)}.items():
-        monkeypatch.setenv(name, value)
-    return root
-
-
 def test_process_page_follows_its_run_to_succeeded_and_its_log_grows_without_a_reload(
-    live_server, django_user_model, browser, local_runs, tmp_path, no_dispatch,
+    live_server, django_user_model, browser, local_templates, tmp_path, no_dispatch,
 ):
     from runner.executors.local.watch import local_run
 
-    write_template(local_runs, "waiting.py", WAITING_TEMPLATE)
+    write_template(local_templates, "waiting.py", WAITING_TEMPLATE)
     job = Job.objects.create(name="Live report", template="waiting.py", memory_mib=512)
     flag = tmp_path / "flag"
     process = process_start(job=job, trigger=Trigger.MANUAL, parameters={"flag": str(flag)})

@@ -28,15 +28,11 @@ def main(ctx):
 
 
 @pytest.fixture
-def local(tmp_path, settings, subprocess_env, monkeypatch):
+def local(local_templates, settings, monkeypatch):
     """The watcher runs in this test process and starts runners with this environment."""
-    root = tmp_path / "templates"
-    root.mkdir()
-    settings.JTB_TEMPLATE_ROOT = root
     settings.JTB_KILL_GRACE_SECONDS = 3
-    for name, value in {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root), "JTB_KILL_GRACE_SECONDS": "3"}.items():
-        monkeypatch.setenv(name, value)
-    return root
+    monkeypatch.setenv("JTB_KILL_GRACE_SECONDS", "3")
+    return local_templates
 
 
 def in_thread(process_id: int) -> threading.Thread:

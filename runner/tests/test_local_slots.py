@@ -94,14 +94,9 @@ def test_threads_racing_for_the_last_slot_get_it_once(slot_dir):
 @pytest.mark.django_db(transaction=True)
 class TestWatcherWaitsForASlot:
     @pytest.fixture
-    def local(self, tmp_path, settings, subprocess_env, monkeypatch, slot_dir):
-        root = tmp_path / "templates"
-        root.mkdir()
-        settings.JTB_TEMPLATE_ROOT = root
+    def local(self, local_templates, settings, slot_dir):
         settings.JTB_LOCAL_SLOTS = 1
-        for name, value in {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root)}.items():
-            monkeypatch.setenv(name, value)
-        return root
+        return local_templates
 
     def test_a_run_waits_while_a_leftover_runner_holds_the_slot_then_runs(self, local):
         job = make_job(root=local, source="def main(ctx):\n    print('ran')\n")
@@ -141,13 +136,8 @@ class TestWatcherWaitsForASlot:
 @pytest.mark.django_db(transaction=True)
 class TestOrphanedClaim:
     @pytest.fixture
-    def local(self, tmp_path, settings, subprocess_env, monkeypatch, slot_dir):
-        root = tmp_path / "templates"
-        root.mkdir()
-        settings.JTB_TEMPLATE_ROOT = root
-        for name, value in {**subprocess_env, "JTB_TEMPLATE_ROOT": str(root)}.items():
-            monkeypatch.setenv(name, value)
-        return root
+    def local(self, local_templates, slot_dir):
+        return local_templates
 
     @staticmethod
     def claimed_by_a_dead_watcher(process: Process, **details) -> None:

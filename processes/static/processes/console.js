@@ -90,6 +90,10 @@
         var freshRoot = doc.getElementById(root.id);
         if (freshRoot) readSkew(freshRoot);
         tick();
+        // The page just shown is newer than the state that asked for it: a run that ended in
+        // between shows "Succeeded" now, so the page must stop following now, not one beat later.
+        var fresh = freshRoot && freshRoot.getAttribute("data-live-active");
+        return fresh === "true" || fresh === "false" ? fresh === "true" : null;
       });
   }
 
@@ -114,7 +118,11 @@
           var changed = state.version !== version;
           version = state.version;
           root.setAttribute("data-live-active", state.active ? "true" : "false");
-          return (changed ? refreshPage(root) : Promise.resolve()).then(function () { return state.active; });
+          return (changed ? refreshPage(root) : Promise.resolve(null)).then(function (shownActive) {
+            var active = shownActive === null ? state.active : shownActive;
+            root.setAttribute("data-live-active", active ? "true" : "false");
+            return active;
+          });
         })
         .catch(function () { return true; })  // a dropped request: try again on the next beat
         .then(function (active) {
